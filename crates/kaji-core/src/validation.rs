@@ -1,0 +1,1 @@
+//! Name, label and annotation validation as Kubernetes does it.
