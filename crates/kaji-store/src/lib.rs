@@ -58,7 +58,8 @@ pub enum EventType {
 pub struct WatchEvent {
     /// Put or delete.
     pub event_type: EventType,
-    /// The key after the change (for deletes: key, empty value, `mod_revision` = delete revision).
+    /// The key after the change (for deletes: key, empty value, `create_revision` 0,
+    /// `mod_revision` = delete revision).
     pub kv: KeyValue,
     /// The key's value before the change, when there was one.
     pub prev: Option<KeyValue>,
@@ -235,6 +236,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Discards history before `revision` (as etcd does): revisions below it can
     /// no longer be read or watched from; `revision` itself and live keys are kept.
+    /// Compaction does not create a revision.
+    ///
+    /// # Errors
+    /// [`StoreError::FutureRevision`] beyond the current revision;
+    /// [`StoreError::Compacted`] below the current compaction point.
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// The current compaction point (0 if never compacted).

@@ -1,0 +1,199 @@
+//! Content negotiation: decoding request bodies (JSON, YAML) and choosing the
+//! response shape (plain object, Table, PartialObjectMetadata; JSON or YAML).
+
+use http::HeaderMap;
+use kaji_core::ApiError;
+use serde_json::{json, Value};
+
+/// Largest request body accepted, as etcd's default request limit.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How a response object should be shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The object itself.
+    Object,
+    /// A `meta.k8s.io/v1 Table`.
+    Table,
+    /// `PartialObjectMetadata` (lists: `PartialObjectMetadataList`).
+    Metadata,
+}
+
+/// The wire format of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/json`.
+    Json,
+    /// `application/yaml`.
+    Yaml,
+}
+
+/// What the client accepts, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Shape.
+    pub view: View,
+    /// Format.
+    pub format: Format,
+}
+
+/// Resolves the `Accept` header to the first representation we can produce.
+///
+/// # Errors
+/// 406 when nothing acceptable can be produced.
+pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, ApiError> {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    if accept.is_empty() {
+        return Ok(Negotiated { view: View::Object, format: Format::Json });
+    }
+    for candidate in accept.split(',') {
+        let mut parts = candidate.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let (mut as_, mut g) = (None, None);
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                match k.trim() {
+                    "as" => as_ = Some(v.trim().to_string()),
+                    "g" => g = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let format = match media.as_str() {
+            "application/json" | "*/*" | "application/*" | "application/json-seq" => Format::Json,
+            "application/yaml" => Format::Yaml,
+            _ => continue,
+        };
+        let view = match (as_.as_deref(), g.as_deref()) {
+            (None, _) => View::Object,
+            (Some("Table"), Some("meta.k8s.io")) => View::Table,
+            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                View::Metadata
+            }
+            _ => continue,
+        };
+        return Ok(Negotiated { view, format });
+    }
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml (asked for {accept:?})"
+    )))
+}
+
+/// The media type of a request body.
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Decodes a JSON or YAML object body.
+///
+/// # Errors
+/// 400 for malformed bodies, 415 for unknown media types, 413 for oversized ones.
+pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    let value: Value = match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        "application/yaml" | "application/apply-patch+yaml" => {
+            serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
+        }
+        "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    Ok(value)
+}
+
+/// 413 for bodies over [`MAX_BODY_BYTES`].
+pub fn too_large() -> ApiError {
+    ApiError::too_large(format!(
+        "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+    ))
+}
+
+/// Renders a value in the negotiated format with its content type.
+pub fn render(format: Format, value: &Value) -> (&'static str, Vec<u8>) {
+    match format {
+        Format::Json => ("application/json", serde_json::to_vec(value).expect("JSON values serialize")),
+        Format::Yaml => (
+            "application/yaml",
+            serde_yaml::to_string(value).unwrap_or_default().into_bytes(),
+        ),
+    }
+}
+
+/// `PartialObjectMetadata` of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// Wraps `objs` in a Table; rows carry the object per `includeObject`.
+pub fn table(api_version: &str, kind: &str, objs: &[Value], include: &str, list_meta: Option<&Value>) -> Value {
+    let mut t = kaji_printers::table(api_version, kind, objs, chrono::Utc::now());
+    if let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut) {
+        for (row, obj) in rows.iter_mut().zip(objs) {
+            row["object"] = match include {
+                "None" => Value::Null,
+                "Object" => obj.clone(),
+                _ => partial_metadata(obj),
+            };
+        }
+    }
+    if let Some(meta) = list_meta {
+        t["metadata"] = meta.clone();
+    } else if let Some(rv) = objs.first().and_then(|o| o.pointer("/metadata/resourceVersion")) {
+        t["metadata"] = json!({"resourceVersion": rv});
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::ACCEPT, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn kubectl_get_asks_for_a_table() {
+        let n = negotiate(&accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")).unwrap();
+        assert_eq!(n, Negotiated { view: View::Table, format: Format::Json });
+    }
+
+    #[test]
+    fn protobuf_only_is_not_acceptable_but_protobuf_then_json_falls_back() {
+        assert!(negotiate(&accept("application/vnd.kubernetes.protobuf")).is_err());
+        let n = negotiate(&accept("application/vnd.kubernetes.protobuf, */*")).unwrap();
+        assert_eq!(n.format, Format::Json);
+    }
+
+    #[test]
+    fn yaml_bodies_decode_and_unknown_media_types_are_415() {
+        let v = decode_body("application/yaml", b"kind: ConfigMap\ndata:\n  a: b\n").unwrap();
+        assert_eq!(v["data"]["a"], "b");
+        assert_eq!(decode_body("text/plain", b"x").unwrap_err().code, 415);
+        assert_eq!(decode_body("application/json", b"{").unwrap_err().code, 400);
+    }
+}

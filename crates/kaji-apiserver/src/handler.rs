@@ -1,0 +1,449 @@
+//! The resource handler: one request → one registry verb, with query
+//! parameters, content negotiation and the Status error mapping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use kaji_core::selector::{FieldSelector, LabelSelector};
+use kaji_core::ApiError;
+use kaji_patch::PatchType;
+use kaji_registry::{
+    DeleteOptions, FieldValidation, ListOptions, Part, Registry, WatchOptions, WriteOptions,
+};
+use serde_json::{json, Value};
+
+use crate::encoding::{self, Format, Negotiated, View};
+use crate::path::ResourcePath;
+use crate::ApiServer;
+
+/// Query parameters, last value wins.
+pub type Query = HashMap<String, String>;
+
+/// Parses a query string.
+pub fn parse_query(q: Option<&str>) -> Query {
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The Status response for an error.
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    let body = serde_json::to_vec(&err.to_status()).expect("Status serializes");
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(s) = err.retry_after_seconds {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+fn respond(code: StatusCode, format: Format, value: &Value, warnings: &[String]) -> Response<Body> {
+    let (ct, bytes) = encoding::render(format, value);
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+fn flag(q: &Query, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("true" | "1"))
+}
+
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+    let field_validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            )))
+        }
+    };
+    let field_manager = q.get("fieldManager").cloned();
+    if let Some(m) = &field_manager {
+        if m.len() > 128 || m.chars().any(|c| c.is_control()) {
+            return Err(ApiError::invalid(
+                "",
+                "Status",
+                "",
+                vec![kaji_core::Cause::invalid("fieldManager", &json!(m), "must be at most 128 printable characters")],
+            ));
+        }
+    }
+    Ok(WriteOptions { dry_run: dry_run(q)?, field_manager, field_validation })
+}
+
+fn selectors(q: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>), ApiError> {
+    let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
+        None => None,
+    };
+    let fields = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(FieldSelector::parse(s).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?),
+        None => None,
+    };
+    Ok((labels, fields))
+}
+
+fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions { dry_run: dry_run(q)?, ..Default::default() };
+    if !body.is_empty() {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+        if v.get("orphanDependents") == Some(&json!(true)) {
+            opts.propagation_policy = Some("Orphan".into());
+        }
+        opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        opts.precondition_resource_version =
+            v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+        if v.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All")) {
+            opts.dry_run = true;
+        }
+    }
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        opts.propagation_policy = Some(p.clone());
+    }
+    if let Some(p) = &opts.propagation_policy {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::invalid("", "DeleteOptions", "", vec![kaji_core::Cause::not_supported(
+                "propagationPolicy",
+                &json!(p),
+                &["Foreground", "Background", "Orphan"],
+            )]));
+        }
+    }
+    Ok(opts)
+}
+
+fn shape_one(reg: &Registry, neg: Negotiated, obj: &Value, q: &Query) -> Value {
+    match neg.view {
+        View::Object => obj.clone(),
+        View::Metadata => encoding::partial_metadata(obj),
+        View::Table => encoding::table(
+            &reg.info().api_version(),
+            reg.info().kind,
+            std::slice::from_ref(obj),
+            q.get("includeObject").map(String::as_str).unwrap_or("Metadata"),
+            None,
+        ),
+    }
+}
+
+/// Serves one resource request; the verb name is returned for metrics.
+pub async fn serve(
+    server: &Arc<ApiServer>,
+    method: &Method,
+    path: ResourcePath,
+    query: Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (Response<Body>, &'static str) {
+    let verb = verb_name(method, &path, &query);
+    let started = Instant::now();
+    let resp = match dispatch(server, method, &path, &query, headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    if verb != "watch" {
+        server
+            .metrics
+            .observe(verb, &path.resource, resp.status().as_u16(), started.elapsed());
+    }
+    (resp, verb)
+}
+
+fn verb_name(method: &Method, path: &ResourcePath, q: &Query) -> &'static str {
+    match *method {
+        Method::GET if path.name.is_none() && flag(q, "watch") => "watch",
+        Method::GET if path.name.is_none() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if path.name.is_none() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+async fn dispatch(
+    server: &Arc<ApiServer>,
+    method: &Method,
+    path: &ResourcePath,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let reg = server
+        .registry(&path.group, &path.version, &path.resource)
+        .ok_or_else(ApiError::no_route)?;
+    let info = reg.info();
+    if info.namespaced() != path.namespace.is_some() && path.name.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if !info.namespaced() && path.namespace.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if let Some(sub) = &path.subresource {
+        if !info.subresources.contains(&sub.as_str()) {
+            return Err(ApiError::no_route());
+        }
+    }
+    let neg = encoding::negotiate(headers)?;
+    let ns = path.namespace.as_deref();
+    let sub = path.subresource.as_deref();
+    match (method.clone(), path.name.as_deref(), sub) {
+        (Method::GET, None, None) if flag(q, "watch") => watch(server, &reg, ns, q, neg).await,
+        (Method::GET, None, None) => {
+            let (label_selector, field_selector) = selectors(q)?;
+            let opts = ListOptions {
+                label_selector,
+                field_selector,
+                limit: match q.get("limit") {
+                    Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+                    None => 0,
+                },
+                continue_token: q.get("continue").cloned(),
+                resource_version: q.get("resourceVersion").cloned(),
+                resource_version_match: q.get("resourceVersionMatch").cloned(),
+            };
+            let list = reg.list(ns, &opts).await?;
+            let out = match neg.view {
+                View::Object => list,
+                View::Metadata => {
+                    let items: Vec<Value> = list["items"].as_array().map(|i| i.iter().map(encoding::partial_metadata).collect()).unwrap_or_default();
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items})
+                }
+                View::Table => encoding::table(
+                    &info.api_version(),
+                    info.kind,
+                    list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                    q.get("includeObject").map(String::as_str).unwrap_or("Metadata"),
+                    Some(&list["metadata"]),
+                ),
+            };
+            Ok(respond(StatusCode::OK, neg.format, &out, &[]))
+        }
+        (Method::GET, Some(name), None | Some("status")) => {
+            let obj = reg.get(ns, name).await?;
+            Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &obj, q), &[]))
+        }
+        (Method::GET, Some(name), Some("scale")) => {
+            Ok(respond(StatusCode::OK, neg.format, &reg.get_scale(ns, name).await?, &[]))
+        }
+        (Method::POST, None, None) => {
+            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
+            let out = reg.create(ns, value, &write_options(q)?).await?;
+            Ok(respond(StatusCode::CREATED, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+        }
+        (Method::POST, Some(name), Some("binding")) => {
+            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
+            let node = value
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ApiError::invalid("", "Binding", name, vec![kaji_core::Cause::required("target.name")]))?;
+            reg.bind(ns, name, node, &write_options(q)?).await?;
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            Ok(respond(StatusCode::CREATED, neg.format, &status, &[]))
+        }
+        (Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
+            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
+            let part = match sub {
+                Some("status") => Part::Status,
+                Some("finalize") => Part::Finalize,
+                _ => Part::Main,
+            };
+            let out = reg.update(ns, name, value, part, &write_options(q)?).await?;
+            Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+        }
+        (Method::PUT, Some(name), Some("scale")) => {
+            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
+            let out = reg.update_scale(ns, name, &write_options(q)?, |_| Ok(value.clone())).await?;
+            Ok(respond(StatusCode::OK, neg.format, &out, &[]))
+        }
+        (Method::PATCH, Some(name), sub) => {
+            let ct = encoding::content_type(headers);
+            let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let patch = encoding::decode_body(&ct, &body)?;
+            let opts = write_options(q)?;
+            if patch_type == PatchType::Apply && opts.field_manager.as_deref().unwrap_or("").is_empty() {
+                return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires a non-empty fieldManager query parameter"));
+            }
+            match sub {
+                Some("scale") => {
+                    let out = reg
+                        .update_scale(ns, name, &opts, |scale| patch_scale(patch_type, scale, &patch))
+                        .await?;
+                    Ok(respond(StatusCode::OK, neg.format, &out, &[]))
+                }
+                None | Some("status") => {
+                    let part = if sub == Some("status") { Part::Status } else { Part::Main };
+                    let out = reg.patch(ns, name, patch_type, patch, part, &opts).await?;
+                    Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+                }
+                _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+            }
+        }
+        (Method::DELETE, Some(name), None) => {
+            let opts = delete_options(q, &body)?;
+            let (obj, gone) = reg.delete(ns, name, &opts).await?;
+            let code = if gone { StatusCode::OK } else { StatusCode::OK };
+            Ok(respond(code, neg.format, &obj, &[]))
+        }
+        (Method::DELETE, None, None) => {
+            let opts = delete_options(q, &body)?;
+            let (label_selector, field_selector) = selectors(q)?;
+            let list = reg
+                .list(ns, &ListOptions { label_selector, field_selector, ..Default::default() })
+                .await?;
+            let mut deleted = Vec::new();
+            for item in list["items"].as_array().cloned().unwrap_or_default() {
+                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+                match reg.delete(item_ns.or(ns), name, &opts).await {
+                    Ok((obj, _)) => deleted.push(obj),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let out = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": list["metadata"], "items": deleted});
+            Ok(respond(StatusCode::OK, neg.format, &out, &[]))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
+    }
+}
+
+fn patch_scale(patch_type: PatchType, scale: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let r = match patch_type {
+        PatchType::Json => kaji_patch::apply_json_patch(scale, patch),
+        PatchType::Apply => {
+            return Err(ApiError::unsupported_media_type("application/apply-patch+yaml"))
+        }
+        // Scale has no merge keys: strategic merge is a plain merge here.
+        PatchType::Merge | PatchType::StrategicMerge => kaji_patch::apply_merge_patch(scale, patch),
+    };
+    r.map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn watch(
+    server: &Arc<ApiServer>,
+    reg: &Arc<Registry>,
+    ns: Option<&str>,
+    q: &Query,
+    neg: Negotiated,
+) -> Result<Response<Body>, ApiError> {
+    let (label_selector, field_selector) = selectors(q)?;
+    let allow_bookmarks = flag(q, "allowWatchBookmarks");
+    let opts = WatchOptions {
+        label_selector,
+        field_selector,
+        resource_version: q.get("resourceVersion").cloned(),
+        send_initial_events: flag(q, "sendInitialEvents"),
+        allow_bookmarks,
+    };
+    let timeout = match q.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+        None => Duration::from_secs(1800),
+    };
+    let mut events = reg.watch(ns, opts).await?;
+    let include = q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
+    let reg = reg.clone();
+    let server = server.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
+    tokio::spawn(async move {
+        server.metrics.watchers(1);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmarks = tokio::time::interval(Duration::from_secs(60));
+        bookmarks.tick().await;
+        let mut last_rv: Option<i64> = None;
+        loop {
+            let ev = tokio::select! {
+                _ = &mut deadline => break,
+                _ = tx.closed() => break,
+                _ = bookmarks.tick(), if allow_bookmarks => match last_rv {
+                    Some(rv) => reg.bookmark(rv, false),
+                    None => continue,
+                },
+                ev = events.next() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+            };
+            let kind = ev["type"].as_str().unwrap_or("").to_string();
+            if let Some(rv) = ev
+                .pointer("/object/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse().ok())
+            {
+                last_rv = Some(rv);
+            }
+            let mut ev = ev;
+            if neg.view != View::Object && matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+                let obj = ev["object"].take();
+                ev["object"] = match neg.view {
+                    View::Table => encoding::table(
+                        &reg.info().api_version(),
+                        reg.info().kind,
+                        std::slice::from_ref(&obj),
+                        &include,
+                        None,
+                    ),
+                    _ => encoding::partial_metadata(&obj),
+                };
+            }
+            let mut line = match neg.format {
+                Format::Json => serde_json::to_vec(&ev).unwrap_or_default(),
+                Format::Yaml => serde_yaml::to_string(&ev).unwrap_or_default().into_bytes(),
+            };
+            line.push(b'\n');
+            if tx.send(Ok(Bytes::from(line))).await.is_err() || kind == "ERROR" {
+                break;
+            }
+        }
+        server.metrics.watchers(-1);
+    });
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut resp = Response::new(Body::from_stream(body));
+    let ct = match neg.format {
+        Format::Json => "application/json",
+        Format::Yaml => "application/yaml",
+    };
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

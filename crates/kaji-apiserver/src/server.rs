@@ -1,0 +1,260 @@
+//! Serving: the TCP/TLS accept loop, authentication per request, and the
+//! non-resource endpoints (health, version, discovery, OpenAPI, metrics).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use kaji_core::ApiError;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpListener;
+
+use crate::handler::{self, error_response, parse_query};
+use crate::{discovery, encoding, path, ApiServer, KUBERNETES_VERSION};
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for up to five seconds.
+///
+/// # Errors
+/// [`ServeError::Tls`] if the TLS configuration cannot be built.
+pub async fn serve(
+    server: Arc<ApiServer>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = match &server.pki {
+        Some(pki) => Some(tokio_rustls::TlsAcceptor::from(
+            pki.server_config().map_err(|e| ServeError::Tls(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let server = server.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(tcp).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let peer: Option<Vec<CertificateDer<'static>>> =
+                        stream.get_ref().1.peer_certificates().map(|c| c.to_vec());
+                    let peer = Arc::new(peer);
+                    let svc = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        let peer = peer.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(server, peer.as_deref(), req).await) }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                None => {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(server, None, req).await) }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    Ok(())
+}
+
+fn text(code: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response<Body> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = code;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_response(value: &serde_json::Value) -> Response<Body> {
+    text(StatusCode::OK, "application/json", serde_json::to_vec(value).expect("JSON serializes"))
+}
+
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn handle(
+    server: Arc<ApiServer>,
+    peer: Option<&[CertificateDer<'static>]>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let uri_path = parts.uri.path().to_string();
+    if let Some(pki) = &server.pki {
+        let auth = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if pki.authenticate(peer, auth).is_none() && !is_public(&uri_path) {
+            return error_response(&ApiError::unauthorized());
+        }
+    }
+    let body = match Limited::new(body, encoding::MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error_response(&encoding::too_large())
+        }
+        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body failed: {e}"))),
+    };
+    let query = parse_query(parts.uri.query());
+    if let Some(rp) = path::parse(&uri_path) {
+        let method = parts.method.clone();
+        let (resp, verb) = handler::serve(&server, &method, rp, query, &parts.headers, body).await;
+        tracing::debug!(%method, path = %uri_path, code = resp.status().as_u16(), verb, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        return resp;
+    }
+    let resp = non_resource(&server, &parts, &uri_path, body).await;
+    server.metrics.observe(parts.method.as_str(), &uri_path_label(&uri_path), resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+fn uri_path_label(path: &str) -> String {
+    if path.starts_with("/openapi") {
+        "openapi".into()
+    } else {
+        path.to_string()
+    }
+}
+
+async fn non_resource(server: &ApiServer, parts: &http::request::Parts, path: &str, _body: Bytes) -> Response<Body> {
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return error_response(&ApiError::method_not_allowed("only GET is served on this path"));
+    }
+    let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["healthz" | "livez" | "readyz", ..] => {
+            let verbose = parts.uri.query().is_some_and(|q| q.contains("verbose"));
+            if verbose {
+                let name = segs[0];
+                text(StatusCode::OK, "text/plain; charset=utf-8", format!("[+]ping ok\n[+]etcd ok\n[+]poststarthook/bootstrap-namespaces ok\n{name} check passed\n"))
+            } else {
+                text(StatusCode::OK, "text/plain; charset=utf-8", "ok")
+            }
+        }
+        ["version"] => json_response(&serde_json::json!({
+            "major": KUBERNETES_VERSION.0,
+            "minor": KUBERNETES_VERSION.1,
+            "gitVersion": format!("v{}.{}.0-kaji.{}", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1, env!("CARGO_PKG_VERSION")),
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "",
+            "goVersion": "",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+        })),
+        ["metrics"] => text(StatusCode::OK, "text/plain; version=0.0.4", server.metrics.render()),
+        ["api"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(true)),
+        ["apis"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(false)),
+        ["api"] => json_response(&discovery::api_versions(&server.server_address)),
+        ["apis"] => json_response(&discovery::api_group_list()),
+        ["api", v] => discovery::api_resource_list("", v).map_or_else(not_found, |d| json_response(&d)),
+        ["apis", g] => discovery::api_group(g).map_or_else(not_found, |d| json_response(&d)),
+        ["apis", g, v] => discovery::api_resource_list(g, v).map_or_else(not_found, |d| json_response(&d)),
+        ["openapi", "v2"] if accept.contains("protobuf") => text(StatusCode::OK, kaji_openapi::V2_PROTOBUF_CONTENT_TYPE, kaji_openapi::v2_protobuf()),
+        ["openapi", "v2"] => cached(&server.openapi.v2, || serde_json::to_vec(&kaji_openapi::v2()).expect("JSON serializes")),
+        ["openapi", "v3"] => cached(&server.openapi.v3_index, || {
+            serde_json::to_vec(&kaji_openapi::v3_index(|gv| openapi_hash(gv))).expect("JSON serializes")
+        }),
+        ["openapi", "v3", "api", v] => openapi_gv(server, "", v),
+        ["openapi", "v3", "apis", g, v] => openapi_gv(server, g, v),
+        _ => not_found(),
+    }
+}
+
+/// OpenAPI documents are large and fixed: rendered once, served as bytes.
+#[derive(Default)]
+pub(crate) struct OpenApiCache {
+    v2: std::sync::OnceLock<Bytes>,
+    v3_index: std::sync::OnceLock<Bytes>,
+    v3: std::sync::Mutex<std::collections::HashMap<String, Bytes>>,
+}
+
+fn cached(cell: &std::sync::OnceLock<Bytes>, render: impl FnOnce() -> Vec<u8>) -> Response<Body> {
+    let bytes = cell.get_or_init(|| Bytes::from(render())).clone();
+    text(StatusCode::OK, "application/json", bytes)
+}
+
+/// The hash clients use to cache a group version's document: it changes only
+/// when the served schema does, i.e. with the kaji version.
+fn openapi_hash(gv: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (gv, env!("CARGO_PKG_VERSION")).hash(&mut h);
+    format!("{:016X}", h.finish())
+}
+
+fn openapi_gv(server: &ApiServer, group: &str, version: &str) -> Response<Body> {
+    let key = format!("{group}/{version}");
+    let mut docs = server.openapi.v3.lock().expect("openapi cache lock");
+    if let Some(b) = docs.get(&key) {
+        return text(StatusCode::OK, "application/json", b.clone());
+    }
+    match kaji_openapi::v3_group_version(group, version) {
+        Some(doc) => {
+            let bytes = Bytes::from(serde_json::to_vec(&doc).expect("JSON serializes"));
+            docs.insert(key, bytes.clone());
+            text(StatusCode::OK, "application/json", bytes)
+        }
+        None => not_found(),
+    }
+}
+
+fn aggregated(value: serde_json::Value) -> Response<Body> {
+    let mut r = json_response(&value);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE));
+    r
+}
+
+fn not_found() -> Response<Body> {
+    error_response(&ApiError::no_route())
+}

@@ -1,0 +1,231 @@
+//! Defaulting of built-in kinds, as Kubernetes' `SetDefaults_*` functions do
+//! for the fields clients most often omit.
+
+use serde_json::{json, Map, Value};
+
+/// Sets `key` to `value` in `map` if absent (or null).
+fn default_key(map: &mut Map<String, Value>, key: &str, value: Value) {
+    match map.get(key) {
+        Some(v) if !v.is_null() => {}
+        _ => {
+            map.insert(key.to_string(), value);
+        }
+    }
+}
+
+fn object_at<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+    obj.get_mut(key).and_then(Value::as_object_mut)
+}
+
+fn ensure_object<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    if !map.get(key).is_some_and(Value::is_object) {
+        map.insert(key.to_string(), Value::Object(Map::new()));
+    }
+    map.get_mut(key)
+        .and_then(Value::as_object_mut)
+        .expect("just inserted an object")
+}
+
+/// Applies the defaults of `kind` (in `group`) to `obj`.
+pub fn apply(kind: &str, group: &str, obj: &mut Value) {
+    match (group, kind) {
+        ("", "Pod") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                pod_spec(spec);
+            }
+        }
+        ("", "Service") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                service_spec(spec);
+            }
+        }
+        ("", "Secret") => {
+            if let Some(map) = obj.as_object_mut() {
+                default_key(map, "type", json!("Opaque"));
+            }
+        }
+        ("", "Namespace") => {
+            if let Some(map) = obj.as_object_mut() {
+                let spec = ensure_object(map, "spec");
+                default_key(spec, "finalizers", json!(["kubernetes"]));
+            }
+        }
+        ("apps", "Deployment") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                default_key(spec, "replicas", json!(1));
+                default_key(spec, "revisionHistoryLimit", json!(10));
+                default_key(spec, "progressDeadlineSeconds", json!(600));
+                let strategy = ensure_object(spec, "strategy");
+                default_key(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    let ru = ensure_object(strategy, "rollingUpdate");
+                    default_key(ru, "maxSurge", json!("25%"));
+                    default_key(ru, "maxUnavailable", json!("25%"));
+                }
+                template(spec);
+            }
+        }
+        ("apps", "ReplicaSet") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                default_key(spec, "replicas", json!(1));
+                template(spec);
+            }
+        }
+        ("apps", "StatefulSet") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                default_key(spec, "replicas", json!(1));
+                default_key(spec, "podManagementPolicy", json!("OrderedReady"));
+                default_key(spec, "revisionHistoryLimit", json!(10));
+                let strategy = ensure_object(spec, "updateStrategy");
+                default_key(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    let ru = ensure_object(strategy, "rollingUpdate");
+                    default_key(ru, "partition", json!(0));
+                }
+                template(spec);
+            }
+        }
+        ("apps", "DaemonSet") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                default_key(spec, "revisionHistoryLimit", json!(10));
+                let strategy = ensure_object(spec, "updateStrategy");
+                default_key(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                    let ru = ensure_object(strategy, "rollingUpdate");
+                    default_key(ru, "maxUnavailable", json!(1));
+                    default_key(ru, "maxSurge", json!(0));
+                }
+                template(spec);
+            }
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                job_spec(spec);
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(spec) = object_at(obj, "spec") {
+                default_key(spec, "concurrencyPolicy", json!("Allow"));
+                default_key(spec, "suspend", json!(false));
+                default_key(spec, "successfulJobsHistoryLimit", json!(3));
+                default_key(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(job) = spec
+                    .get_mut("jobTemplate")
+                    .and_then(|t| t.get_mut("spec"))
+                    .and_then(Value::as_object_mut)
+                {
+                    job_spec(job);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn job_spec(spec: &mut Map<String, Value>) {
+    default_key(spec, "parallelism", json!(1));
+    default_key(spec, "completions", json!(1));
+    default_key(spec, "backoffLimit", json!(6));
+    default_key(spec, "completionMode", json!("NonIndexed"));
+    default_key(spec, "suspend", json!(false));
+    template(spec);
+}
+
+fn template(spec: &mut Map<String, Value>) {
+    if let Some(pod) = spec
+        .get_mut("template")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        pod_spec(pod);
+    }
+}
+
+fn pod_spec(spec: &mut Map<String, Value>) {
+    default_key(spec, "restartPolicy", json!("Always"));
+    default_key(spec, "terminationGracePeriodSeconds", json!(30));
+    default_key(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_key(spec, "securityContext", json!({}));
+    default_key(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(containers)) = spec.get_mut(list) {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                container(c);
+            }
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    default_key(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_key(c, "terminationMessagePolicy", json!("File"));
+    let latest = c
+        .get("image")
+        .and_then(Value::as_str)
+        .map(|image| {
+            let tail = image.rsplit('/').next().unwrap_or(image);
+            !image.contains('@') && (!tail.contains(':') || tail.ends_with(":latest"))
+        })
+        .unwrap_or(false);
+    default_key(
+        c,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
+    default_key(c, "resources", json!({}));
+    if let Some(Value::Array(ports)) = c.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default_key(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+fn service_spec(spec: &mut Map<String, Value>) {
+    default_key(spec, "type", json!("ClusterIP"));
+    default_key(spec, "sessionAffinity", json!("None"));
+    default_key(spec, "ipFamilyPolicy", json!("SingleStack"));
+    default_key(spec, "ipFamilies", json!(["IPv4"]));
+    default_key(spec, "internalTrafficPolicy", json!("Cluster"));
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default_key(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                default_key(p, "targetPort", port);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_defaults_match_kubernetes() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        apply("Deployment", "apps", &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "Always");
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn tagged_images_pull_if_not_present_and_recreate_has_no_rolling_update() {
+        let mut d = json!({"spec": {"strategy": {"type": "Recreate"},
+            "template": {"spec": {"containers": [{"name": "c", "image": "reg:5000/nginx:1.25"}]}}}});
+        apply("Deployment", "apps", &mut d);
+        assert!(d["spec"]["strategy"].get("rollingUpdate").is_none());
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    }
+
+    #[test]
+    fn service_ports_default_target_port_and_protocol() {
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        apply("Service", "", &mut s);
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+}

@@ -1,0 +1,196 @@
+//! Per-resource behaviour: what a kind does on create and update, how it is
+//! validated, which fields it can be selected by. The generic registry calls
+//! these hooks and implements every verb once.
+
+use kaji_core::validation;
+use kaji_core::{Cause, ResourceInfo};
+use serde_json::Value;
+
+use crate::defaults;
+use crate::validate;
+
+/// Per-resource hooks, in the shape of Kubernetes' `RESTCreateStrategy` /
+/// `RESTUpdateStrategy`.
+pub trait Strategy: Send + Sync + 'static {
+    /// The resource this strategy serves.
+    fn info(&self) -> &'static ResourceInfo;
+
+    /// Fills defaults into a new or updated object (idempotent).
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Clears what a client may not set on create (for kinds with a status
+    /// subresource: the status).
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if self.info().has_status {
+            if let Some(map) = obj.as_object_mut() {
+                map.remove("status");
+            }
+        }
+    }
+
+    /// On the main endpoint, an update may not change status: keep the old one.
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if self.info().has_status {
+            if let Some(map) = new.as_object_mut() {
+                match old.get("status") {
+                    Some(s) => {
+                        map.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates a whole object (create and update).
+    fn validate(&self, obj: &Value) -> Vec<Cause>;
+
+    /// Validates the transition from `old` to `new` (immutable fields).
+    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Whether `generation` is tracked (bumped on every spec change).
+    fn tracks_generation(&self) -> bool {
+        self.info().has_status
+    }
+
+    /// The value of a selectable field, or `None` if the field is not supported.
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        common_field(obj, field)
+    }
+}
+
+/// `metadata.name` and `metadata.namespace`, selectable on every kind.
+pub fn common_field(obj: &Value, field: &str) -> Option<String> {
+    match field {
+        "metadata.name" => Some(str_at(obj, "/metadata/name")),
+        "metadata.namespace" => Some(str_at(obj, "/metadata/namespace")),
+        _ => None,
+    }
+}
+
+fn str_at(obj: &Value, pointer: &str) -> String {
+    match obj.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The strategy of a built-in kind: defaults and validation by kind.
+pub struct BuiltinStrategy {
+    info: &'static ResourceInfo,
+}
+
+impl BuiltinStrategy {
+    /// The strategy for one catalogue entry.
+    pub fn new(info: &'static ResourceInfo) -> Self {
+        BuiltinStrategy { info }
+    }
+}
+
+impl Strategy for BuiltinStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        self.info
+    }
+
+    fn default(&self, obj: &mut Value) {
+        defaults::apply(self.info.kind, self.info.group, obj);
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        // Namespaces and nodes keep what the creator says about them; the rest start without status.
+        match self.info.kind {
+            "Namespace" => {
+                if let Some(map) = obj.as_object_mut() {
+                    map.insert("status".into(), serde_json::json!({"phase": "Active"}));
+                }
+            }
+            "Node" | "CustomResourceDefinition" => {}
+            _ if self.info.has_status => {
+                if let Some(map) = obj.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let name_check: fn(&str, bool) -> Vec<String> = match self.info.kind {
+            "Namespace" => validation::name_is_dns1123_label,
+            "Service" => validation::name_is_dns1035_label,
+            _ => validation::name_is_dns1123_subdomain,
+        };
+        let mut causes = validation::object_meta(
+            obj.get("metadata").unwrap_or(&Value::Null),
+            self.info.namespaced(),
+            name_check,
+        );
+        causes.extend(validate::by_kind(self.info.group, self.info.kind, obj));
+        causes
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        validate::update_by_kind(self.info.group, self.info.kind, new, old)
+    }
+
+    fn tracks_generation(&self) -> bool {
+        self.info.has_status && !matches!(self.info.kind, "Namespace" | "Node")
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        if let Some(v) = common_field(obj, field) {
+            return Some(v);
+        }
+        let pointer = match (self.info.kind, field) {
+            ("Pod", "spec.nodeName") => "/spec/nodeName",
+            ("Pod", "spec.restartPolicy") => "/spec/restartPolicy",
+            ("Pod", "spec.schedulerName") => "/spec/schedulerName",
+            ("Pod", "spec.serviceAccountName") => "/spec/serviceAccountName",
+            ("Pod", "spec.hostNetwork") => {
+                return Some(
+                    obj.pointer("/spec/hostNetwork")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                )
+            }
+            ("Pod", "status.phase") => "/status/phase",
+            ("Pod", "status.podIP") => "/status/podIP",
+            ("Pod", "status.nominatedNodeName") => "/status/nominatedNodeName",
+            ("Event", "involvedObject.kind") => "/involvedObject/kind",
+            ("Event", "involvedObject.namespace") => "/involvedObject/namespace",
+            ("Event", "involvedObject.name") => "/involvedObject/name",
+            ("Event", "involvedObject.uid") => "/involvedObject/uid",
+            ("Event", "involvedObject.apiVersion") => "/involvedObject/apiVersion",
+            ("Event", "involvedObject.resourceVersion") => "/involvedObject/resourceVersion",
+            ("Event", "involvedObject.fieldPath") => "/involvedObject/fieldPath",
+            ("Event", "reason") => "/reason",
+            ("Event", "reportingComponent") => "/reportingComponent",
+            ("Event", "source") => "/source/component",
+            ("Event", "type") => "/type",
+            ("Event", "regarding.kind") => "/regarding/kind",
+            ("Event", "regarding.name") => "/regarding/name",
+            ("Event", "regarding.namespace") => "/regarding/namespace",
+            ("Secret", "type") => "/type",
+            ("Namespace", "status.phase") => "/status/phase",
+            ("Node", "spec.unschedulable") => {
+                return Some(
+                    obj.pointer("/spec/unschedulable")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                )
+            }
+            ("ReplicaSet", "status.replicas") => "/status/replicas",
+            ("Job", "status.successful") => "/status/succeeded",
+            _ => return None,
+        };
+        Some(str_at(obj, pointer))
+    }
+}

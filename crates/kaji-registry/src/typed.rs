@@ -1,0 +1,125 @@
+//! Decoding through the real Kubernetes types (`k8s-openapi`): type checking,
+//! pruning of unknown fields and their reporting for `fieldValidation`.
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use serde_json::Value;
+
+/// Why an object could not be decoded as its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} in version \"{version}\" cannot be handled as a {kind}: {source}")]
+pub struct DecodeError {
+    kind: String,
+    version: String,
+    #[source]
+    source: serde_json::Error,
+}
+
+fn through<T>(value: &Value) -> Result<Value, serde_json::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T = serde_json::from_value(value.clone())?;
+    serde_json::to_value(typed)
+}
+
+/// Decodes `value` as the built-in `kind` at `api_version` and encodes it back,
+/// which type-checks every field and drops unknown ones. Returns `None` for kinds
+/// that have no typed model (custom resources).
+///
+/// # Errors
+/// A [`DecodeError`] when a field has the wrong type.
+pub fn normalize(api_version: &str, kind: &str, value: &Value) -> Option<Result<Value, DecodeError>> {
+    let result = match (api_version, kind) {
+        ("v1", "Namespace") => through::<core::v1::Namespace>(value),
+        ("v1", "Pod") => through::<core::v1::Pod>(value),
+        ("v1", "Service") => through::<core::v1::Service>(value),
+        ("v1", "Endpoints") => through::<core::v1::Endpoints>(value),
+        ("v1", "ConfigMap") => through::<core::v1::ConfigMap>(value),
+        ("v1", "Secret") => through::<core::v1::Secret>(value),
+        ("v1", "ServiceAccount") => through::<core::v1::ServiceAccount>(value),
+        ("v1", "Node") => through::<core::v1::Node>(value),
+        ("v1", "Event") => through::<core::v1::Event>(value),
+        ("v1", "Binding") => through::<core::v1::Binding>(value),
+        ("apps/v1", "Deployment") => through::<apps::v1::Deployment>(value),
+        ("apps/v1", "ReplicaSet") => through::<apps::v1::ReplicaSet>(value),
+        ("apps/v1", "StatefulSet") => through::<apps::v1::StatefulSet>(value),
+        ("apps/v1", "DaemonSet") => through::<apps::v1::DaemonSet>(value),
+        ("batch/v1", "Job") => through::<batch::v1::Job>(value),
+        ("batch/v1", "CronJob") => through::<batch::v1::CronJob>(value),
+        ("discovery.k8s.io/v1", "EndpointSlice") => through::<discovery::v1::EndpointSlice>(value),
+        ("coordination.k8s.io/v1", "Lease") => through::<coordination::v1::Lease>(value),
+        ("events.k8s.io/v1", "Event") => through::<events::v1::Event>(value),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            through::<apiextensions::v1::CustomResourceDefinition>(value)
+        }
+        _ => return None,
+    };
+    let (_, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Some(result.map_err(|source| DecodeError {
+        kind: kind.to_string(),
+        version: version.to_string(),
+        source,
+    }))
+}
+
+/// Paths (`.spec.foo`) present in `input` but absent in `normalized`: the
+/// fields the typed model does not know. Explicit nulls are not unknown.
+pub fn unknown_fields(input: &Value, normalized: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(input, normalized, String::new(), &mut out);
+    out
+}
+
+fn walk(input: &Value, normalized: &Value, path: String, out: &mut Vec<String>) {
+    match (input, normalized) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let child = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(nv) => walk(v, nv, child, out),
+                    None if v.is_null() => {}
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, nv)) in a.iter().zip(b).enumerate() {
+                walk(v, nv, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_paths_and_pruned() {
+        let input = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "bogus": 1},
+                           "data": {"k": "v"}, "extra": {"x": 1}});
+        let out = normalize("v1", "ConfigMap", &input).unwrap().unwrap();
+        assert_eq!(unknown_fields(&input, &out), vec![".metadata.bogus", ".extra"]);
+        assert!(out.get("extra").is_none());
+    }
+
+    #[test]
+    fn wrong_types_are_decode_errors_naming_the_kind() {
+        let input = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+                           "spec": {"replicas": "three"}});
+        let err = normalize("apps/v1", "Deployment", &input).unwrap().unwrap_err();
+        assert!(err.to_string().starts_with("Deployment in version \"v1\" cannot be handled as a Deployment"));
+    }
+
+    #[test]
+    fn numeric_quantities_become_strings() {
+        let input = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": 1}}}]}});
+        let out = normalize("v1", "Pod", &input).unwrap().unwrap();
+        assert_eq!(out["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
+        assert!(unknown_fields(&input, &out).is_empty());
+    }
+}

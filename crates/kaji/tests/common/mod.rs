@@ -1,0 +1,155 @@
+//! Test harness: a real `kaji` process on a temp data dir, driven by real
+//! kubectl and by kube-rs.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `kaji up`, stopped (by its PID) when dropped.
+pub struct Cluster {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub url: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn kaji_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kaji")
+}
+
+impl Cluster {
+    /// Starts a cluster on a fresh temp dir and a free loopback port.
+    pub fn start() -> Cluster {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Cluster::start_in(&dir, "127.0.0.1:0");
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Starts `kaji up` on `dir`, waiting for its ready line.
+    pub fn start_in(dir: &Path, listen: &str) -> Cluster {
+        let mut child = Command::new(kaji_bin())
+            .args(["up", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", listen, "--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kaji");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut url = None;
+        while Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("kaji is ready at ") {
+                        url = Some(rest.split_whitespace().next().unwrap_or("").to_string());
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.expect("kaji did not report ready");
+        Cluster { child: Some(child), data_dir: dir.to_path_buf(), url, _tmp: None }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()));
+        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().expect("kubectl output");
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A kube-rs client for this cluster.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig parses");
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig loads");
+        kube::Client::try_from(config).expect("client builds")
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills with SIGKILL and waits.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What kubectl printed.
+#[derive(Debug)]
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn success(&self) -> &str {
+        assert!(self.ok, "kubectl failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts failure and returns stderr.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        assert!(!self.ok, "kubectl unexpectedly succeeded:\n{}", self.stdout);
+        &self.stderr
+    }
+}
