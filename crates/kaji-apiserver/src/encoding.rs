@@ -26,6 +26,8 @@ pub enum Format {
     Json,
     /// `application/yaml`.
     Yaml,
+    /// `application/vnd.kubernetes.protobuf`, for clients that accept nothing else.
+    Protobuf,
 }
 
 /// What the client accepts, resolved.
@@ -66,6 +68,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, ApiError> {
         let format = match media.as_str() {
             "application/json" | "*/*" | "application/*" | "application/json-seq" => Format::Json,
             "application/yaml" => Format::Yaml,
+            kaji_protobuf::CONTENT_TYPE => Format::Protobuf,
             _ => continue,
         };
         let view = match (as_.as_deref(), g.as_deref()) {
@@ -79,7 +82,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, ApiError> {
         return Ok(Negotiated { view, format });
     }
     Err(ApiError::not_acceptable(format!(
-        "only the following media types are accepted: application/json, application/yaml (asked for {accept:?})"
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (asked for {accept:?})"
     )))
 }
 
@@ -114,6 +117,9 @@ pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
         "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
         }
+        kaji_protobuf::CONTENT_TYPE => {
+            kaji_protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(value)
@@ -126,9 +132,14 @@ pub fn too_large() -> ApiError {
     ))
 }
 
-/// Renders a value in the negotiated format with its content type.
+/// Renders a value in the negotiated format with its content type. Kinds
+/// without a protobuf encoding (Tables, custom resources) fall back to JSON.
 pub fn render(format: Format, value: &Value) -> (&'static str, Vec<u8>) {
     match format {
+        Format::Protobuf => match kaji_protobuf::encode(value) {
+            Ok(bytes) => (kaji_protobuf::CONTENT_TYPE, bytes),
+            Err(_) => render(Format::Json, value),
+        },
         Format::Json => ("application/json", serde_json::to_vec(value).expect("JSON values serialize")),
         Format::Yaml => (
             "application/yaml",
@@ -183,10 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_only_is_not_acceptable_but_protobuf_then_json_falls_back() {
-        assert!(negotiate(&accept("application/vnd.kubernetes.protobuf")).is_err());
+    fn protobuf_is_chosen_when_asked_first_and_unknown_types_are_406() {
         let n = negotiate(&accept("application/vnd.kubernetes.protobuf, */*")).unwrap();
-        assert_eq!(n.format, Format::Json);
+        assert_eq!(n.format, Format::Protobuf);
+        assert!(negotiate(&accept("application/cbor")).is_err());
     }
 
     #[test]

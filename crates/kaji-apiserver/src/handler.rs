@@ -74,7 +74,14 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     }
 }
 
-fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+/// Kubernetes' default field manager: the User-Agent up to its first '/'.
+fn default_manager(headers: &HeaderMap) -> Option<String> {
+    let ua = headers.get(http::header::USER_AGENT)?.to_str().ok()?;
+    let name: String = ua.split('/').next()?.chars().take(128).collect();
+    (!name.is_empty()).then_some(name)
+}
+
+fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
     let field_validation = match q.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => FieldValidation::Warn,
         Some("Strict") => FieldValidation::Strict,
@@ -85,7 +92,7 @@ fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
             )))
         }
     };
-    let field_manager = q.get("fieldManager").cloned();
+    let field_manager = q.get("fieldManager").cloned().or_else(|| default_manager(headers));
     if let Some(m) = &field_manager {
         if m.len() > 128 || m.chars().any(|c| c.is_control()) {
             return Err(ApiError::invalid(
@@ -96,7 +103,12 @@ fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
             ));
         }
     }
-    Ok(WriteOptions { dry_run: dry_run(q)?, field_manager, field_validation })
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("invalid force: {other:?}"))),
+    };
+    Ok(WriteOptions { dry_run: dry_run(q)?, field_manager, field_validation, force })
 }
 
 fn selectors(q: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>), ApiError> {
@@ -264,7 +276,7 @@ async fn dispatch(
         }
         (Method::POST, None, None) => {
             let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
-            let out = reg.create(ns, value, &write_options(q)?).await?;
+            let out = reg.create(ns, value, &write_options(q, headers)?).await?;
             Ok(respond(StatusCode::CREATED, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
         }
         (Method::POST, Some(name), Some("binding")) => {
@@ -274,7 +286,7 @@ async fn dispatch(
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| ApiError::invalid("", "Binding", name, vec![kaji_core::Cause::required("target.name")]))?;
-            reg.bind(ns, name, node, &write_options(q)?).await?;
+            reg.bind(ns, name, node, &write_options(q, headers)?).await?;
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
             Ok(respond(StatusCode::CREATED, neg.format, &status, &[]))
         }
@@ -285,21 +297,24 @@ async fn dispatch(
                 Some("finalize") => Part::Finalize,
                 _ => Part::Main,
             };
-            let out = reg.update(ns, name, value, part, &write_options(q)?).await?;
+            let out = reg.update(ns, name, value, part, &write_options(q, headers)?).await?;
             Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
         }
         (Method::PUT, Some(name), Some("scale")) => {
             let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
-            let out = reg.update_scale(ns, name, &write_options(q)?, |_| Ok(value.clone())).await?;
+            let out = reg.update_scale(ns, name, &write_options(q, headers)?, |_| Ok(value.clone())).await?;
             Ok(respond(StatusCode::OK, neg.format, &out, &[]))
         }
         (Method::PATCH, Some(name), sub) => {
             let ct = encoding::content_type(headers);
             let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
             let patch = encoding::decode_body(&ct, &body)?;
-            let opts = write_options(q)?;
-            if patch_type == PatchType::Apply && opts.field_manager.as_deref().unwrap_or("").is_empty() {
+            let opts = write_options(q, headers)?;
+            if patch_type == PatchType::Apply && q.get("fieldManager").is_none_or(|m| m.is_empty()) {
                 return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires a non-empty fieldManager query parameter"));
+            }
+            if patch_type != PatchType::Apply && opts.force {
+                return Err(ApiError::bad_request("force may not be specified for non-apply patch"));
             }
             match sub {
                 Some("scale") => {
@@ -310,7 +325,11 @@ async fn dispatch(
                 }
                 None | Some("status") => {
                     let part = if sub == Some("status") { Part::Status } else { Part::Main };
-                    let out = reg.patch(ns, name, patch_type, patch, part, &opts).await?;
+                    let out = if patch_type == PatchType::Apply {
+                        reg.apply(ns, name, patch, part, &opts).await?
+                    } else {
+                        reg.patch(ns, name, patch_type, patch, part, &opts).await?
+                    };
                     Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
                 }
                 _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
@@ -427,8 +446,9 @@ async fn watch(
                 };
             }
             let mut line = match neg.format {
-                Format::Json => serde_json::to_vec(&ev).unwrap_or_default(),
                 Format::Yaml => serde_yaml::to_string(&ev).unwrap_or_default().into_bytes(),
+                // Watch events stream as JSON lines even for protobuf clients that also accept JSON.
+                Format::Json | Format::Protobuf => serde_json::to_vec(&ev).unwrap_or_default(),
             };
             line.push(b'\n');
             if tx.send(Ok(Bytes::from(line))).await.is_err() || kind == "ERROR" {
@@ -440,8 +460,8 @@ async fn watch(
     let body = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut resp = Response::new(Body::from_stream(body));
     let ct = match neg.format {
-        Format::Json => "application/json",
         Format::Yaml => "application/yaml",
+        Format::Json | Format::Protobuf => "application/json",
     };
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));

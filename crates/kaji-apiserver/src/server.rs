@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use kaji_core::ApiError;
@@ -138,12 +138,9 @@ async fn handle(
             return error_response(&ApiError::unauthorized());
         }
     }
-    let body = match Limited::new(body, encoding::MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return error_response(&encoding::too_large())
-        }
-        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body failed: {e}"))),
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
     };
     let query = parse_query(parts.uri.query());
     if let Some(rp) = path::parse(&uri_path) {
@@ -155,6 +152,30 @@ async fn handle(
     let resp = non_resource(&server, &parts, &uri_path, body).await;
     server.metrics.observe(parts.method.as_str(), &uri_path_label(&uri_path), resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// Reads the body up to [`encoding::MAX_BODY_BYTES`]. An oversized body is
+/// still drained (up to a bound) so that an HTTP/1 client reads our 413
+/// instead of a reset connection.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= encoding::MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > encoding::MAX_BODY_BYTES {
+        return Err(encoding::too_large());
+    }
+    Ok(buf.freeze())
 }
 
 fn uri_path_label(path: &str) -> String {

@@ -223,6 +223,16 @@ impl ApiError {
         )
     }
 
+    /// 415 with a message of the caller's.
+    pub fn unsupported_media_type_message(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
+    /// 422 Invalid without field causes (e.g. a patch that cannot be applied).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
     /// 422 Invalid: `Deployment.apps "x" is invalid: [spec.replicas: Invalid value: ...]`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let kind_q = if group.is_empty() {

@@ -4,7 +4,6 @@
 //!
 //! ```text
 //! cargo run -p kaji-protobuf --example gen_table
-//! cargo fmt -p kaji-protobuf
 //! ```
 //!
 //! It reads two crates' sources from the cargo registry (override with the
@@ -68,21 +67,37 @@ fn main() {
     let oa_src = std::fs::read_dir(&oa_root)
         .expect("k8s-openapi src")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("v1_")))
-        .max_by_key(|p| p.file_name().and_then(|n| n.to_str()?.strip_prefix("v1_")?.parse::<u32>().ok()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("v1_"))
+        })
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("v1_")?.parse::<u32>().ok())
+        })
         .expect("a v1_NN directory");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/table.rs");
 
     let mut messages: BTreeMap<Key, PbMessage> = BTreeMap::new();
     for file in rs_files(&pb_src) {
         let module = module_of(&pb_src, &file);
-        parse_pb(&module, &std::fs::read_to_string(&file).expect("read"), &mut messages);
+        parse_pb(
+            &module,
+            &std::fs::read_to_string(&file).expect("read"),
+            &mut messages,
+        );
     }
     let mut json_names: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut kinds: Vec<(String, String, Key)> = Vec::new();
     for file in rs_files(&oa_src) {
         let module = module_of(&oa_src, &file);
-        parse_openapi(&module, &std::fs::read_to_string(&file).expect("read"), &mut json_names, &mut kinds);
+        parse_openapi(
+            &module,
+            &std::fs::read_to_string(&file).expect("read"),
+            &mut json_names,
+            &mut kinds,
+        );
     }
 
     // Roots: every top-level kind with a protobuf message, plus its list.
@@ -103,12 +118,18 @@ fn main() {
     let specials: BTreeMap<Key, &str> = SPECIAL.iter().map(|(p, k)| (split_key(p), *k)).collect();
     let mut wanted: BTreeSet<Key> = BTreeSet::new();
     let mut stack: Vec<Key> = roots.iter().map(|r| r.2.clone()).collect();
-    stack.extend(ANY_VERSION_KINDS.iter().map(|(m, n)| (m.to_string(), n.to_string())));
+    stack.extend(
+        ANY_VERSION_KINDS
+            .iter()
+            .map(|(m, n)| (m.to_string(), n.to_string())),
+    );
     while let Some(key) = stack.pop() {
         if specials.contains_key(&key) || !wanted.insert(key.clone()) {
             continue;
         }
-        let msg = messages.get(&key).unwrap_or_else(|| panic!("missing message {key:?}"));
+        let msg = messages
+            .get(&key)
+            .unwrap_or_else(|| panic!("missing message {key:?}"));
         for f in &msg.fields {
             if let Some(t) = &f.type_path {
                 stack.push(t.clone());
@@ -117,24 +138,34 @@ fn main() {
     }
 
     // k8s-openapi spells acronyms in type names (`HTTPGetAction`), prost does not.
-    let by_norm: BTreeMap<Key, &Vec<String>> =
-        json_names.iter().map(|((m, n), v)| ((m.clone(), norm(n)), v)).collect();
+    let by_norm: BTreeMap<Key, &Vec<String>> = json_names
+        .iter()
+        .map(|((m, n), v)| ((m.clone(), norm(n)), v))
+        .collect();
     let mut names: BTreeMap<Key, Vec<String>> = wanted
         .iter()
-        .filter_map(|k| by_norm.get(&(k.0.clone(), norm(&k.1))).map(|v| (k.clone(), (*v).clone())))
+        .filter_map(|k| {
+            by_norm
+                .get(&(k.0.clone(), norm(&k.1)))
+                .map(|v| (k.clone(), (*v).clone()))
+        })
         .collect();
     // Go embedded structs (`VolumeSource`, `ProbeHandler`, ...) have no type of their own in
     // k8s-openapi: they take their JSON names from a parent that inlines them.
     loop {
         let mut learned = Vec::new();
         for key in &wanted {
-            let Some(parent) = names.get(key) else { continue };
+            let Some(parent) = names.get(key) else {
+                continue;
+            };
             for f in &messages[key].fields {
                 let Some(t) = &f.type_path else { continue };
                 if names.contains_key(t) || specials.contains_key(t) {
                     continue;
                 }
-                if !parent.iter().any(|n| norm(n) == norm(&f.name)) && is_embedded(t, parent, &messages, &names) {
+                if !parent.iter().any(|n| norm(n) == norm(&f.name))
+                    && is_embedded(t, parent, &messages, &names)
+                {
                     learned.push((t.clone(), parent.clone()));
                 }
             }
@@ -152,25 +183,42 @@ fn main() {
         if is_string_list(msg, names.contains_key(key)) {
             continue;
         }
-        let names = names.get(key);
-        let is_list = key.1.ends_with("List") && msg.fields.iter().all(|f| f.name == "metadata" || f.name == "items");
-        if names.is_none() && !is_list {
-            warnings.push(format!("{}::{}: no k8s-openapi type; field names converted to lowerCamelCase", key.0, key.1));
+        let own_names = names.get(key);
+        let is_list = key.1.ends_with("List")
+            && msg
+                .fields
+                .iter()
+                .all(|f| f.name == "metadata" || f.name == "items");
+        if own_names.is_none() && !is_list {
+            warnings.push(format!(
+                "{}::{}: no k8s-openapi type; field names converted to lowerCamelCase",
+                key.0, key.1
+            ));
         }
         let mut fields = msg.fields.clone();
         fields.sort_by_key(|f| f.tag);
-        writeln!(body, "pub(crate) static {}: Message = Message {{", static_name(key)).unwrap();
+        writeln!(
+            body,
+            "pub(crate) static {}: Message = Message {{",
+            static_name(key)
+        )
+        .unwrap();
         writeln!(body, "    name: \"{}\",", go_name(key)).unwrap();
         writeln!(body, "    fields: &[").unwrap();
         for f in &fields {
-            let (json, inline) = match names {
-                Some(names) => match names.iter().find(|n| norm(n) == norm(&f.name)) {
+            let (json, inline) = match own_names {
+                Some(own) => match own.iter().find(|n| norm(n) == norm(&f.name)) {
                     Some(n) => (n.clone(), false),
                     None => {
-                        let embedded =
-                            f.type_path.as_ref().is_some_and(|t| is_embedded(t, names, &messages, &BTreeMap::new()));
+                        let embedded = f
+                            .type_path
+                            .as_ref()
+                            .is_some_and(|t| is_embedded(t, own, &messages, &names));
                         if !embedded {
-                            warnings.push(format!("{}::{}.{}: no JSON name; using lowerCamelCase", key.0, key.1, f.name));
+                            warnings.push(format!(
+                                "{}::{}.{}: no JSON name; using lowerCamelCase",
+                                key.0, key.1, f.name
+                            ));
                         }
                         (lower_camel(&f.name), embedded)
                     }
@@ -195,16 +243,30 @@ fn main() {
          //! generator.\n\n\
          use crate::schema::{Field, Kind, Label, Message};\n\n",
     );
-    out_text.push_str("/// `(apiVersion, kind, message)` of every kind this crate can decode and encode.\n");
+    out_text.push_str(
+        "/// `(apiVersion, kind, message)` of every kind this crate can decode and encode.\n",
+    );
     out_text.push_str("pub(crate) static KINDS: &[(&str, &str, &Message)] = &[\n");
     for (api_version, kind, key) in &roots {
-        writeln!(out_text, "    (\"{api_version}\", \"{kind}\", &{}),", static_name(key)).unwrap();
+        writeln!(
+            out_text,
+            "    (\"{api_version}\", \"{kind}\", &{}),",
+            static_name(key)
+        )
+        .unwrap();
     }
     out_text.push_str("];\n\n");
-    out_text.push_str("/// Kinds accepted under any apiVersion, as Go registers them in every group.\n");
+    out_text.push_str(
+        "/// Kinds accepted under any apiVersion, as Go registers them in every group.\n",
+    );
     out_text.push_str("pub(crate) static ANY_VERSION_KINDS: &[(&str, &Message)] = &[\n");
     for (m, n) in ANY_VERSION_KINDS {
-        writeln!(out_text, "    (\"{n}\", &{}),", static_name(&(m.to_string(), n.to_string()))).unwrap();
+        writeln!(
+            out_text,
+            "    (\"{n}\", &{}),",
+            static_name(&(m.to_string(), n.to_string()))
+        )
+        .unwrap();
     }
     out_text.push_str("];\n\n");
     out_text.push_str(&body);
@@ -212,7 +274,12 @@ fn main() {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("wrote {} ({} kinds, {} messages)", out.display(), roots.len(), wanted.len());
+    eprintln!(
+        "wrote {} ({} kinds, {} messages)",
+        out.display(),
+        roots.len(),
+        wanted.len()
+    );
 }
 
 /// Whether message `child` is a Go struct embedded in a parent whose JSON names are `parent`:
@@ -223,10 +290,17 @@ fn is_embedded(
     messages: &BTreeMap<Key, PbMessage>,
     names: &BTreeMap<Key, Vec<String>>,
 ) -> bool {
-    fn flat(key: &Key, messages: &BTreeMap<Key, PbMessage>, names: &BTreeMap<Key, Vec<String>>, out: &mut Vec<String>) {
+    fn flat(
+        key: &Key,
+        messages: &BTreeMap<Key, PbMessage>,
+        names: &BTreeMap<Key, Vec<String>>,
+        out: &mut Vec<String>,
+    ) {
         let Some(m) = messages.get(key) else { return };
         for f in &m.fields {
-            let own = names.get(key).is_none_or(|n| n.iter().any(|n| norm(n) == norm(&f.name)));
+            let own = names
+                .get(key)
+                .is_none_or(|n| n.iter().any(|n| norm(n) == norm(&f.name)));
             match &f.type_path {
                 Some(t) if !own => flat(t, messages, names, out),
                 _ => out.push(norm(&f.name)),
@@ -269,7 +343,12 @@ fn kind_expr(
         return format!("Kind::{special}");
     }
     let m = &messages[t];
-    if is_string_list(m, json_names.keys().any(|k| k.0 == t.0 && norm(&k.1) == norm(&t.1))) {
+    if is_string_list(
+        m,
+        json_names
+            .keys()
+            .any(|k| k.0 == t.0 && norm(&k.1) == norm(&t.1)),
+    ) {
         return "Kind::StringList".to_string();
     }
     if inline {
@@ -291,12 +370,19 @@ fn locate(var: &str, prefix: &str) -> PathBuf {
         let index = index.expect("entry").path();
         for krate in std::fs::read_dir(&index).expect("registry index") {
             let krate = krate.expect("entry").path();
-            if krate.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)) {
+            if krate
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+            {
                 return krate.join("src");
             }
         }
     }
-    panic!("{prefix}* not found under {}; run `cargo fetch` or set {var}", registry.display());
+    panic!(
+        "{prefix}* not found under {}; run `cargo fetch` or set {var}",
+        registry.display()
+    );
 }
 
 fn rs_files(dir: &Path) -> Vec<PathBuf> {
@@ -317,8 +403,15 @@ fn rs_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn module_of(root: &Path, file: &Path) -> String {
-    let rel = file.parent().expect("parent").strip_prefix(root).expect("under root");
-    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+    let rel = file
+        .parent()
+        .expect("parent")
+        .strip_prefix(root)
+        .expect("under root");
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn split_key(p: &str) -> Key {
@@ -347,7 +440,9 @@ fn parse_pb(module: &str, src: &str, out: &mut BTreeMap<Key, PbMessage>) {
             }
             continue;
         }
-        let Some((_, msg)) = current.as_mut() else { continue };
+        let Some((_, msg)) = current.as_mut() else {
+            continue;
+        };
         if let Some(a) = t.strip_prefix("#[prost(") {
             attr = Some(a.trim_end_matches(")]").to_string());
             continue;
@@ -366,7 +461,10 @@ fn parse_pb(module: &str, src: &str, out: &mut BTreeMap<Key, PbMessage>) {
 }
 
 fn pb_field(module: &str, attr: &str, decl: &str) -> PbField {
-    let (name, ty) = decl.trim_start_matches("pub ").split_once(':').expect("field decl");
+    let (name, ty) = decl
+        .trim_start_matches("pub ")
+        .split_once(':')
+        .expect("field decl");
     let name = name.trim().trim_start_matches("r#").to_string();
     let tag: u32 = attr
         .split("tag = \"")
@@ -378,11 +476,21 @@ fn pb_field(module: &str, attr: &str, decl: &str) -> PbField {
         (map.split('"').next().expect("map value").to_string(), "Map")
     } else {
         let first = attr.split([',', ' ']).next().expect("type").to_string();
-        let label = if attr.contains("repeated") { "Repeated" } else { "Single" };
+        let label = if attr.contains("repeated") {
+            "Repeated"
+        } else {
+            "Single"
+        };
         (first, label)
     };
     let type_path = (scalar == "message").then(|| resolve(module, ty));
-    PbField { name, tag, scalar, label, type_path }
+    PbField {
+        name,
+        tag,
+        scalar,
+        label,
+        type_path,
+    }
 }
 
 /// Resolves a prost field type (`Option<super::super::x::y::Name>`) to `(module, Name)`.
@@ -399,7 +507,11 @@ fn resolve(module: &str, ty: &str) -> Key {
     let t = t.trim_end_matches([',', '>']);
     let mut parts: Vec<&str> = t.split("::").collect();
     let name = parts.pop().expect("type name").to_string();
-    let mut dir: Vec<&str> = if module.is_empty() { Vec::new() } else { module.split('/').collect() };
+    let mut dir: Vec<&str> = if module.is_empty() {
+        Vec::new()
+    } else {
+        module.split('/').collect()
+    };
     for p in parts {
         if p == "super" {
             dir.pop();
@@ -424,7 +536,9 @@ fn parse_openapi(
             let n = rest.trim_end_matches(" {").trim();
             if n != "Field" {
                 current = Some(n.to_string());
-                names.entry((module.to_string(), n.to_string())).or_default();
+                names
+                    .entry((module.to_string(), n.to_string()))
+                    .or_default();
             }
         } else if let Some(rest) = t.strip_prefix("impl crate::Resource for ") {
             current = Some(rest.trim_end_matches(" {").trim().to_string());
@@ -433,18 +547,28 @@ fn parse_openapi(
         } else if let Some(rest) = t.strip_prefix("const KIND: &'static str = \"") {
             let kind = rest.trim_end_matches("\";").to_string();
             let name = current.clone().expect("Resource impl");
-            kinds.push((api_version.take().expect("API_VERSION first"), kind, (module.to_string(), name)));
+            kinds.push((
+                api_version.take().expect("API_VERSION first"),
+                kind,
+                (module.to_string(), name),
+            ));
         } else if t.contains("=> Field::Key_") && t.starts_with('"') {
             let json = t[1..].split('"').next().expect("json name").to_string();
             if let Some(n) = &current {
-                names.entry((module.to_string(), n.clone())).or_default().push(json);
+                names
+                    .entry((module.to_string(), n.clone()))
+                    .or_default()
+                    .push(json);
             }
         }
     }
 }
 
 fn norm(s: &str) -> String {
-    s.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn lower_camel(s: &str) -> String {
@@ -467,7 +591,11 @@ fn static_name((module, name): &Key) -> String {
     let mut s = module.replace('/', "_").to_uppercase();
     s.push('_');
     for (i, c) in name.chars().enumerate() {
-        let prev_lower = i > 0 && name.chars().nth(i - 1).is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
+        let prev_lower = i > 0
+            && name
+                .chars()
+                .nth(i - 1)
+                .is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
         if c.is_uppercase() && prev_lower {
             s.push('_');
         }

@@ -248,7 +248,7 @@ pub(crate) static API_ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS: Messa
     name: "io.k8s.api.admissionregistration.v1.NamedRuleWithOperations",
     fields: &[
         Field { tag: 1, json: "resourceNames", kind: Kind::String, label: Label::Repeated },
-        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Message(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
+        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Inline(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
     ],
 };
 pub(crate) static API_ADMISSIONREGISTRATION_V1_PARAM_KIND: Message = Message {
@@ -499,7 +499,7 @@ pub(crate) static API_ADMISSIONREGISTRATION_V1ALPHA1_NAMED_RULE_WITH_OPERATIONS:
     name: "io.k8s.api.admissionregistration.v1alpha1.NamedRuleWithOperations",
     fields: &[
         Field { tag: 1, json: "resourceNames", kind: Kind::String, label: Label::Repeated },
-        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Message(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
+        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Inline(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
     ],
 };
 pub(crate) static API_ADMISSIONREGISTRATION_V1ALPHA1_PARAM_KIND: Message = Message {
@@ -614,7 +614,7 @@ pub(crate) static API_ADMISSIONREGISTRATION_V1BETA1_NAMED_RULE_WITH_OPERATIONS: 
     name: "io.k8s.api.admissionregistration.v1beta1.NamedRuleWithOperations",
     fields: &[
         Field { tag: 1, json: "resourceNames", kind: Kind::String, label: Label::Repeated },
-        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Message(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
+        Field { tag: 2, json: "ruleWithOperations", kind: Kind::Inline(&API_ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), label: Label::Single },
     ],
 };
 pub(crate) static API_ADMISSIONREGISTRATION_V1BETA1_PARAM_KIND: Message = Message {

@@ -33,6 +33,8 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
+    /// `force` (server-side apply only): take ownership of conflicting fields.
+    pub force: bool,
 }
 
 /// `DeleteOptions`, from the body or the query.
@@ -101,9 +103,9 @@ pub(crate) fn internal(e: StoreError) -> ApiError {
         StoreError::Compacted { requested, .. } => ApiError::expired(format!(
             "too old resource version: {requested}"
         )),
-        StoreError::FutureRevision { requested, .. } => {
+        StoreError::FutureRevision { requested, current } => {
             let mut e = ApiError::timeout(format!(
-                "Too large resource version: {requested}, current"
+                "Too large resource version: {requested}, current: {current}"
             ));
             e.retry_after_seconds = Some(1);
             e
@@ -241,6 +243,24 @@ impl Registry {
         }
     }
 
+    /// Type-checks `obj` and removes the fields its kind does not know,
+    /// leaving everything else exactly as sent.
+    fn prune_unknown(&self, obj: Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+        let mut original = obj.clone();
+        let (normalized, warnings) = self.normalize(obj, validation)?;
+        for k in ["apiVersion", "kind"] {
+            if original.get(k).is_none() {
+                original[k] = normalized[k].clone();
+            }
+        }
+        if let Some(Ok(n)) = typed::normalize(&self.info().api_version(), self.info().kind, &original) {
+            for path in typed::unknown_fields(&original, &n) {
+                typed::remove_path(&mut original, &path);
+            }
+        }
+        Ok((original, warnings))
+    }
+
     async fn check_namespace(&self, ns: &str, name: &str) -> Result<(), ApiError> {
         let (kv, _) = self
             .store
@@ -270,6 +290,10 @@ impl Registry {
     /// 400 for a malformed body, 404/403 for a missing/terminating namespace,
     /// 409 AlreadyExists, 422 Invalid.
     pub async fn create(&self, ns: Option<&str>, body: Value, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+        self.create_inner(ns, body, opts, true).await
+    }
+
+    async fn create_inner(&self, ns: Option<&str>, body: Value, opts: &WriteOptions, track: bool) -> Result<Outcome, ApiError> {
         let info = self.info();
         let (mut obj, warnings) = self.normalize(body, opts.field_validation)?;
         let meta = meta_mut(&mut obj);
@@ -307,6 +331,10 @@ impl Registry {
         }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
+        if let Some(manager) = opts.field_manager.as_deref().filter(|_| track) {
+            let (api_version, ts) = (info.api_version(), now());
+            obj = self.field_manager(manager, &api_version, &ts, Part::Main).update(None, &obj);
+        }
 
         for attempt in 0..8 {
             let mut candidate = obj.clone();
@@ -410,6 +438,21 @@ impl Registry {
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
+        self.guaranteed_update_inner(ns, name, part, opts, true, mutate).await
+    }
+
+    async fn guaranteed_update_inner<F>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        opts: &WriteOptions,
+        track: bool,
+        mutate: F,
+    ) -> Result<Outcome, ApiError>
+    where
+        F: Fn(&Value) -> Result<Value, ApiError>,
+    {
         let key = self.key(ns, name);
         loop {
             let (kv, _) = self.store.get(&key, None).await.map_err(internal)?;
@@ -477,6 +520,10 @@ impl Registry {
             };
             let mut new = self.carry_metadata(new, &current);
             self.strategy.default(&mut new);
+            if let Some(manager) = opts.field_manager.as_deref().filter(|_| track && part != Part::Internal) {
+                let (api_version, ts) = (self.info().api_version(), now());
+                new = self.field_manager(manager, &api_version, &ts, part).update(Some(&current), &new);
+            }
             let mut causes = self.strategy.validate(&new);
             if part == Part::Main {
                 causes.extend(self.strategy.validate_update(&new, &current));
@@ -522,6 +569,63 @@ impl Registry {
                 Err(StoreError::NotFound { .. }) => return Err(self.not_found(name)),
                 Err(e) => return Err(internal(e)),
             }
+        }
+    }
+
+    fn field_manager<'a>(&self, manager: &'a str, api_version: &'a str, now: &'a str, part: Part) -> kaji_apply::FieldManager<'a> {
+        let info = self.info();
+        let fm = kaji_apply::FieldManager::new(manager, api_version, info.kind, now);
+        match part {
+            Part::Status => fm.subresource("status").ignoring(&["spec", "metadata"]),
+            _ if info.has_status => fm.ignoring(&["status"]),
+            _ => fm,
+        }
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): creates the object
+    /// if absent, else merges the applied configuration with field ownership.
+    ///
+    /// # Errors
+    /// 409 Conflict with a `FieldManagerConflict` cause per field another
+    /// manager owns (unless `force`), 400 for a malformed configuration, 422.
+    pub async fn apply(&self, ns: Option<&str>, name: &str, applied: Value, part: Part, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+        let manager = opts.field_manager.clone().unwrap_or_default();
+        // The typed round trip would fill required-but-absent fields (an empty
+        // selector, say) into a partial intent: use it to check and prune only.
+        let applied = self.prune_unknown(applied, opts.field_validation)?;
+        let warnings = applied.1;
+        let applied = applied.0;
+        if let Some(n) = meta_str(&applied, "name") {
+            if n != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let (api_version, ts) = (self.info().api_version(), now());
+        loop {
+            let exists = self.store.get(&self.key(ns, name), None).await.map_err(internal)?.0.is_some();
+            if !exists && part == Part::Main {
+                let mut obj = self
+                    .field_manager(&manager, &api_version, &ts, part)
+                    .apply(None, &applied, opts.force)
+                    .map_err(apply_error)?
+                    .object;
+                meta_mut(&mut obj).insert("name".into(), name.into());
+                match self.create_inner(ns, obj, opts, false).await {
+                    Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                    other => return other.map(|o| Outcome { warnings, ..o }),
+                }
+            }
+            let outcome = self
+                .guaranteed_update_inner(ns, name, part, opts, false, |current| {
+                    self.field_manager(&manager, &api_version, &ts, part)
+                        .apply(Some(current), &applied, opts.force)
+                        .map(|o| o.object)
+                        .map_err(apply_error)
+                })
+                .await?;
+            return Ok(Outcome { warnings, ..outcome });
         }
     }
 
@@ -825,17 +929,38 @@ fn apply_patch(info: &ResourceInfo, patch_type: PatchType, current: &Value, patc
         PatchType::StrategicMerge => {
             kaji_patch::apply_strategic_merge_patch(current, patch, &info.api_version(), info.kind)
         }
-        PatchType::Apply => {
-            return Err(ApiError::unsupported_media_type("application/apply-patch+yaml"))
-        }
+        PatchType::Apply => unreachable!("server-side apply goes through Registry::apply"),
     };
-    result.map_err(|e| {
-        let mut err = ApiError::bad_request(e.to_string());
-        if patch_type == PatchType::Json {
-            // Kubernetes answers a failed JSON patch operation with 422.
-            err.code = 422;
-            err.reason = "Invalid";
+    result.map_err(|e| patch_error(&e))
+}
+
+/// The status Kubernetes answers each patch failure with.
+fn patch_error(e: &kaji_patch::PatchError) -> ApiError {
+    use kaji_patch::PatchError as P;
+    let message = e.to_string();
+    match e {
+        P::PatchNotAnObject { .. } | P::InvalidJsonPatch { .. } => ApiError::bad_request(message),
+        P::TooManyOperations { .. } => ApiError::too_large(message),
+        P::StrategicMergeUnsupported { .. } => ApiError::unsupported_media_type_message(message),
+        P::ObjectNotAnObject { .. } => ApiError::internal(message),
+        _ => ApiError::unprocessable(message),
+    }
+}
+
+fn apply_error(e: kaji_apply::ApplyError) -> ApiError {
+    match e {
+        kaji_apply::ApplyError::Conflict { message, causes } => {
+            let mut err = ApiError::conflict_message(message);
+            err.causes = causes
+                .into_iter()
+                .map(|(field, manager)| Cause {
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with \"{manager}\""),
+                    field,
+                })
+                .collect();
+            err
         }
-        err
-    })
+        other => ApiError::bad_request(other.to_string()),
+    }
 }

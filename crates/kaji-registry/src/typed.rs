@@ -71,6 +71,39 @@ pub fn unknown_fields(input: &Value, normalized: &Value) -> Vec<String> {
     out
 }
 
+/// Removes the field at `path` (as reported by [`unknown_fields`]).
+pub fn remove_path(value: &mut Value, path: &str) {
+    let mut segments: Vec<String> = Vec::new();
+    for part in path.trim_start_matches('.').split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            segments.push(rest[..i].to_string());
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                segments.push(rest[..=end].to_string());
+                rest = &rest[end + 1..];
+            }
+        } else {
+            segments.push(rest.to_string());
+        }
+    }
+    let Some((last, parents)) = segments.split_last() else { return };
+    let mut cur = value;
+    for seg in parents {
+        let next = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(i) => i.parse::<usize>().ok().and_then(|i| cur.get_mut(i)),
+            None => cur.get_mut(seg.as_str()),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let Some(map) = cur.as_object_mut() {
+        map.remove(last.as_str());
+    }
+}
+
 fn walk(input: &Value, normalized: &Value, path: String, out: &mut Vec<String>) {
     match (input, normalized) {
         (Value::Object(a), Value::Object(b)) => {
@@ -104,6 +137,14 @@ mod tests {
         let out = normalize("v1", "ConfigMap", &input).unwrap().unwrap();
         assert_eq!(unknown_fields(&input, &out), vec![".metadata.bogus", ".extra"]);
         assert!(out.get("extra").is_none());
+    }
+
+    #[test]
+    fn remove_path_reaches_into_lists() {
+        let mut v = json!({"spec": {"containers": [{"name": "a", "bogus": 1}], "x": 2}});
+        remove_path(&mut v, ".spec.containers[0].bogus");
+        remove_path(&mut v, ".spec.x");
+        assert_eq!(v, json!({"spec": {"containers": [{"name": "a"}]}}));
     }
 
     #[test]

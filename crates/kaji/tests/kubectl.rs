@@ -92,7 +92,7 @@ fn all_four_patch_types_apply() {
     names.sort();
     assert_eq!(names, ["EXTRA", "MODE"]);
     let failed = c.kubectl(&["patch", "deploy", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":9}]"#]);
-    assert!(failed.failure().contains("Error from server"), "{}", failed.stderr);
+    assert!(failed.failure().contains("invalid"), "{}", failed.stderr);
 }
 
 #[test]
@@ -152,4 +152,62 @@ fn health_endpoints_are_public() {
     assert_eq!(c.kubectl(&["get", "--raw", "/livez"]).success(), "ok");
     let version: serde_json::Value = serde_json::from_str(c.kubectl(&["get", "--raw", "/version"]).success()).unwrap();
     assert_eq!((version["major"].as_str(), version["minor"].as_str()), (Some("1"), Some("32")));
+}
+
+#[test]
+fn server_side_apply_tracks_managers_and_reports_conflicts() {
+    let c = Cluster::start();
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT));
+    assert_eq!(out.success().trim(), "deployment.apps/web serverside-applied");
+    let again = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT));
+    assert_eq!(again.success().trim(), "deployment.apps/web serverside-applied");
+    let rv = |c: &Cluster| c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.resourceVersion}"]).stdout;
+    let before = rv(&c);
+    c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT)).success();
+    assert_eq!(rv(&c), before, "re-applying the same intent must not write");
+    let three = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let conflict = c.kubectl_stdin(&["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&three));
+    assert!(
+        conflict.failure().contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas"#),
+        "{}",
+        conflict.stderr
+    );
+    let replicas_only = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n";
+    c.kubectl_stdin(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], Some(replicas_only)).success();
+    let managers = c.kubectl(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[*].manager}"]);
+    assert_eq!(managers.success(), "3 kubectl other");
+    // Dropping a field from the applied configuration removes it when nobody else owns it.
+    let without_env = three.replace("        env:\n        - name: MODE\n          value: blue\n", "");
+    c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&without_env)).success();
+    let env = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env}"]);
+    assert_eq!(env.success(), "");
+}
+
+#[test]
+fn create_generators_send_protobuf_and_work() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "deployment", "gen", "--image=busybox:1.36", "--replicas=3"]).success();
+    c.kubectl(&["create", "secret", "generic", "s", "--from-literal=password=hunter2"]).success();
+    c.kubectl(&["create", "service", "clusterip", "svc", "--tcp=80:8080"]).success();
+    c.kubectl(&["create", "serviceaccount", "robot"]).success();
+    let out = c.kubectl(&["get", "deploy/gen", "secret/s", "svc/svc", "sa/robot", "-o", "name"]);
+    assert_eq!(out.success().lines().collect::<Vec<_>>(), ["deployment.apps/gen", "secret/s", "service/svc", "serviceaccount/robot"]);
+    let pw = c.kubectl(&["get", "secret", "s", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(pw.success(), "aHVudGVyMg==");
+    let port = c.kubectl(&["get", "svc", "svc", "-o", "jsonpath={.spec.ports[0].targetPort}"]);
+    assert_eq!(port.success(), "8080");
+}
+
+#[test]
+fn delete_all_and_dry_run_from_kubectl() {
+    let c = Cluster::start();
+    for i in 0..3 {
+        c.kubectl(&["create", "configmap", &format!("x{i}")]).success();
+    }
+    let dry = c.kubectl(&["delete", "configmap", "x0", "--dry-run=server"]);
+    assert!(dry.success().contains("deleted (server dry run)"), "{}", dry.stdout);
+    c.kubectl(&["get", "cm", "x0"]).success();
+    c.kubectl(&["delete", "configmap", "--all"]).success();
+    let left = c.kubectl(&["get", "cm", "-o", "name"]);
+    assert!(!left.success().contains("configmap/x"), "{}", left.stdout);
 }
