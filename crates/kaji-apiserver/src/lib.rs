@@ -6,6 +6,7 @@
 //! in `kaji-registry`; this crate must not read or write the store directly
 //! except through registries.
 
+mod compactor;
 mod discovery;
 mod encoding;
 mod handler;
@@ -22,6 +23,7 @@ use kaji_registry::{BuiltinStrategy, Registry, WriteOptions};
 use kaji_store::Store;
 use serde_json::json;
 
+pub use compactor::{spawn_compactor, DEFAULT_COMPACTION_INTERVAL};
 pub use server::{serve, ServeError};
 
 /// The Kubernetes version kaji reports (kubectl picks its matching minor).

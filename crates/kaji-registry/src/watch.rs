@@ -119,3 +119,103 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use kaji_store::{MemoryStore, Store};
+    use serde_json::json;
+
+    use crate::{BuiltinStrategy, ListOptions, Registry, WatchOptions, WriteOptions};
+
+    fn configmaps(store: Arc<dyn Store>) -> Arc<Registry> {
+        let info = kaji_core::catalogue::find("", "v1", "configmaps").unwrap();
+        Arc::new(Registry::new(store, Arc::new(BuiltinStrategy::new(info))))
+    }
+
+    async fn with_namespace(store: &Arc<dyn Store>) {
+        store
+            .create("/registry/namespaces/default", br#"{"metadata":{"name":"default"}}"#.to_vec())
+            .await
+            .unwrap();
+    }
+
+    fn cm(name: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_compacted_revision_ends_with_410_expired() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        with_namespace(&store).await;
+        let reg = configmaps(store.clone());
+        let first = reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
+        reg.create(Some("default"), cm("b"), &WriteOptions::default()).await.unwrap();
+        reg.create(Some("default"), cm("c"), &WriteOptions::default()).await.unwrap();
+        // Compaction keeps its own revision: the history after `a` (from `b` on) is gone.
+        store.compact(store.current_revision().await.unwrap()).await.unwrap();
+        let rv = first.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let opts = WatchOptions { resource_version: Some(rv), ..Default::default() };
+        let events: Vec<_> = reg.watch(Some("default"), opts).await.unwrap().collect().await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["type"], "ERROR");
+        assert_eq!(events[0]["object"]["code"], 410);
+        assert_eq!(events[0]["object"]["reason"], "Expired");
+    }
+
+    #[tokio::test]
+    async fn continue_tokens_from_before_compaction_are_410() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        with_namespace(&store).await;
+        let reg = configmaps(store.clone());
+        for n in ["a", "b", "c"] {
+            reg.create(Some("default"), cm(n), &WriteOptions::default()).await.unwrap();
+        }
+        let page = reg.list(Some("default"), &ListOptions { limit: 1, ..Default::default() }).await.unwrap();
+        let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+        reg.create(Some("default"), cm("d"), &WriteOptions::default()).await.unwrap();
+        store.compact(store.current_revision().await.unwrap()).await.unwrap();
+        let err = reg
+            .list(Some("default"), &ListOptions { limit: 1, continue_token: Some(token), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (410, "Expired"));
+    }
+
+    #[tokio::test]
+    async fn initial_events_end_with_a_bookmark_when_asked() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        with_namespace(&store).await;
+        let reg = configmaps(store.clone());
+        reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
+        let opts = WatchOptions { send_initial_events: true, allow_bookmarks: true, ..Default::default() };
+        let mut events = reg.watch(Some("default"), opts).await.unwrap();
+        let added = events.next().await.unwrap();
+        assert_eq!((added["type"].as_str(), added["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("a")));
+        let bookmark = events.next().await.unwrap();
+        assert_eq!(bookmark["type"], "BOOKMARK");
+        assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    }
+
+    #[tokio::test]
+    async fn label_changes_move_objects_in_and_out_of_a_selected_watch() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        with_namespace(&store).await;
+        let reg = configmaps(store.clone());
+        let created = reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
+        let rv = created.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let sel = kaji_core::selector::LabelSelector::parse("app=web").unwrap();
+        let opts = WatchOptions { resource_version: Some(rv), label_selector: Some(sel), ..Default::default() };
+        let mut events = reg.watch(Some("default"), opts).await.unwrap();
+        let patch = |v: &str| json!({"metadata": {"labels": {"app": v}}});
+        for v in ["web", "db"] {
+            reg.patch(Some("default"), "a", kaji_patch::PatchType::Merge, patch(v), crate::Part::Main, &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(events.next().await.unwrap()["type"], "ADDED");
+        assert_eq!(events.next().await.unwrap()["type"], "DELETED");
+    }
+}

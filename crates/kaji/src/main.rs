@@ -67,10 +67,15 @@ async fn run_apiserver(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_path = data_dir.join("kaji.db");
-    let store: Arc<dyn kaji_store::Store> = Arc::new(
+    let durable: Arc<dyn kaji_store::Store> = Arc::new(
         kaji_store_sqlite::SqliteStore::open(&store_path)
             .with_context(|| format!("opening the store at {}", store_path.display()))?,
     );
+    kaji_apiserver::spawn_compactor(durable.clone(), kaji_apiserver::DEFAULT_COMPACTION_INTERVAL);
+    // Lists and watches are served from memory; writes go through to disk.
+    let cache = kaji_watchcache::WatchCache::new(durable, &["/registry/"]);
+    cache.ready().await;
+    let store: Arc<dyn kaji_store::Store> = Arc::new(cache);
     let pki = if args.insecure_http {
         None
     } else {

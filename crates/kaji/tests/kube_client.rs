@@ -215,3 +215,133 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
     let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
+
+fn deployment(name: &str) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn status_is_written_only_through_its_subresource_and_spec_bumps_generation() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let c = Cluster::start();
+    let api: Api<Deployment> = Api::namespaced(c.client().await, "default");
+    api.create(&PostParams::default(), &deployment("st")).await.unwrap();
+    // The main endpoint ignores status.
+    api.patch("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": {"replicas": 7}}))).await.unwrap();
+    let d = api.get("st").await.unwrap();
+    assert!(d.status.as_ref().and_then(|s| s.replicas).is_none());
+    assert_eq!(d.metadata.generation, Some(1));
+    // The status subresource writes status and leaves spec and generation alone.
+    let patched = api
+        .patch_status("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": {"replicas": 7}, "spec": {"replicas": 9}})))
+        .await
+        .unwrap();
+    assert_eq!(patched.status.unwrap().replicas, Some(7));
+    assert_eq!(patched.spec.unwrap().replicas, Some(1));
+    assert_eq!(patched.metadata.generation, Some(1));
+    let scaled = api.patch("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}}))).await.unwrap();
+    assert_eq!(scaled.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn immutable_selector_and_generate_name() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let c = Cluster::start();
+    let api: Api<Deployment> = Api::namespaced(c.client().await, "default");
+    api.create(&PostParams::default(), &deployment("imm")).await.unwrap();
+    let change = serde_json::json!({"spec": {"selector": {"matchLabels": {"app": "other"}},
+        "template": {"metadata": {"labels": {"app": "other"}}}}});
+    match api.patch("imm", &PatchParams::default(), &Patch::Merge(change)).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("spec.selector") && s.message.contains("field is immutable"), "{}", s.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
+    let mut generated = cm("", "1");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let a = cms.create(&PostParams::default(), &generated).await.unwrap();
+    let b = cms.create(&PostParams::default(), &generated).await.unwrap();
+    let (a, b) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
+    assert!(a.starts_with("gen-") && a.len() == 9 && a != b, "{a} {b}");
+}
+
+#[tokio::test]
+async fn binding_sets_the_node_once() {
+    use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+    let c = Cluster::start();
+    let client = c.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let binding = Binding {
+        metadata: kube::api::ObjectMeta { name: Some("p".into()), ..Default::default() },
+        target: ObjectReference { kind: Some("Node".into()), name: Some("node-1".into()), ..Default::default() },
+    };
+    let bind = |b: Binding| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::post("/api/v1/namespaces/default/pods/p/binding")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&b).unwrap())
+                .unwrap();
+            client.request::<serde_json::Value>(req).await
+        }
+    };
+    bind(binding.clone()).await.unwrap();
+    let bound = pods.get("p").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
+    let scheduled = bound.status.unwrap().conditions.unwrap();
+    assert!(scheduled.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    match bind(binding).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
+        other => panic!("second binding must conflict, got {other:?}"),
+    }
+    // Field selectors on pods' spec.nodeName.
+    let on_node = pods.list(&ListParams::default().fields("spec.nodeName=node-1")).await.unwrap();
+    assert_eq!(on_node.items.len(), 1);
+    let elsewhere = pods.list(&ListParams::default().fields("spec.nodeName=node-2")).await.unwrap();
+    assert!(elsewhere.items.is_empty());
+}
+
+#[tokio::test]
+async fn terminating_and_missing_namespaces_refuse_new_objects() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let c = Cluster::start();
+    let client = c.client().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "doomed"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let terminating = nss.get("doomed").await.unwrap();
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    match api.create(&PostParams::default(), &cm("late", "1")).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403);
+            assert!(s.message.contains("because it is being terminated"), "{}", s.message);
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let missing: Api<ConfigMap> = Api::namespaced(client, "nowhere");
+    match missing.create(&PostParams::default(), &cm("x", "1")).await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.message.as_str()), (404, r#"namespaces "nowhere" not found"#)),
+        other => panic!("expected 404, got {other:?}"),
+    }
+}

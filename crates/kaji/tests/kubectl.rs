@@ -211,3 +211,68 @@ fn delete_all_and_dry_run_from_kubectl() {
     let left = c.kubectl(&["get", "cm", "-o", "name"]);
     assert!(!left.success().contains("configmap/x"), "{}", left.stdout);
 }
+
+#[test]
+fn edit_goes_through_the_editor_and_patches() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "configmap", "ed", "--from-literal=color=one"]).success();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["edit", "configmap", "ed"])
+        .env("KUBE_EDITOR", "sed -i s/one/two/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configmap/ed edited");
+    let v = c.kubectl(&["get", "cm", "ed", "-o", "jsonpath={.data.color}"]);
+    assert_eq!(v.success(), "two");
+}
+
+#[test]
+fn get_watch_prints_rows_as_changes_arrive() {
+    let c = Cluster::start();
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["get", "configmaps", "--watch", "--request-timeout=20s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    c.kubectl(&["create", "configmap", "seen-live", "--from-literal=a=b"]).success();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap_or("").starts_with("NAME"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("seen-live")).unwrap_or_else(|| panic!("no live row in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(row.split_whitespace().nth(1), Some("1"), "DATA column: {row}");
+}
+
+#[test]
+fn metrics_count_requests_by_verb_and_resource() {
+    let c = Cluster::start();
+    c.kubectl(&["get", "configmaps"]).success();
+    let m = c.kubectl(&["get", "--raw", "/metrics"]);
+    let text = m.success();
+    assert!(
+        text.lines().any(|l| l.starts_with(r#"apiserver_request_total{verb="list",resource="configmaps",code="200"}"#)),
+        "{text}"
+    );
+    assert!(text.contains("apiserver_request_duration_seconds_bucket"));
+}
+
+#[test]
+fn explain_and_strict_client_validation_use_the_openapi_documents() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["explain", "deployment.spec.replicas"]);
+    let text = out.success();
+    assert!(text.contains("KIND:") && text.contains("Deployment") && text.contains("replicas"), "{text}");
+    let bogus = DEPLOYMENT.replace("  replicas: 2\n", "  replicas: 2\n  replicaz: 3\n");
+    let rejected = c.kubectl_stdin(&["apply", "-f", "-"], Some(&bogus));
+    assert!(rejected.failure().contains(r#"unknown field "spec.replicaz""#), "{}", rejected.stderr);
+    let accepted = c.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], Some(&bogus));
+    assert_eq!(accepted.success().trim(), "deployment.apps/web created");
+}
