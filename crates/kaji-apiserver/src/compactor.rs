@@ -42,7 +42,11 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(301)).await;
         let seen = store.current_revision().await.unwrap();
         store.create("/b", b"2".to_vec()).await.unwrap();
-        assert_eq!(store.compacted_revision().await.unwrap(), 0, "nothing before the first full interval");
+        assert_eq!(
+            store.compacted_revision().await.unwrap(),
+            0,
+            "nothing before the first full interval"
+        );
         tokio::time::sleep(Duration::from_secs(300)).await;
         assert_eq!(store.compacted_revision().await.unwrap(), seen);
         task.abort();

@@ -10,10 +10,11 @@ pub const AGGREGATED_CONTENT_TYPE: &str =
 
 /// Whether the client asked for aggregated discovery (v2).
 pub fn wants_aggregated(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("g=apidiscovery.k8s.io") && first.contains("v=v2") && !first.contains("v2beta1"))
+    accept.split(',').next().is_some_and(|first| {
+        first.contains("g=apidiscovery.k8s.io")
+            && first.contains("v=v2")
+            && !first.contains("v2beta1")
+    })
 }
 
 fn subresource_verbs(sub: &str) -> &'static [&'static str] {
@@ -112,8 +113,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             out.push(e);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
+    )
 }
 
 fn aggregated_version(group: &str, version: &str) -> Value {
@@ -153,7 +160,9 @@ fn aggregated_version(group: &str, version: &str) -> Value {
 /// Aggregated discovery for `/api` (core) or `/apis` (all groups).
 pub fn aggregated(core: bool) -> Value {
     let items: Vec<Value> = if core {
-        vec![json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version("", "v1")]})]
+        vec![
+            json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version("", "v1")]}),
+        ]
     } else {
         catalogue::groups()
             .iter()
@@ -173,14 +182,28 @@ mod tests {
     #[test]
     fn core_resource_list_has_pods_and_their_subresources() {
         let list = api_resource_list("", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/binding"));
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods")
+                && names.contains(&"pods/status")
+                && names.contains(&"pods/binding")
+        );
     }
 
     #[test]
     fn scale_subresources_answer_with_autoscaling_scale() {
         let list = api_resource_list("apps", "v1").unwrap();
-        let scale = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
     }

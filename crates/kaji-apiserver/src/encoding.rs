@@ -50,7 +50,10 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, ApiError> {
         .unwrap_or("")
         .trim();
     if accept.is_empty() {
-        return Ok(Negotiated { view: View::Object, format: Format::Json });
+        return Ok(Negotiated {
+            view: View::Object,
+            format: Format::Json,
+        });
     }
     for candidate in accept.split(',') {
         let mut parts = candidate.split(';').map(str::trim);
@@ -111,12 +114,12 @@ pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
-        "application/yaml" | "application/apply-patch+yaml" => {
-            serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
-        }
-        "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
-        }
+        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
         kaji_protobuf::CONTENT_TYPE => {
             kaji_protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
@@ -140,10 +143,15 @@ pub fn render(format: Format, value: &Value) -> (&'static str, Vec<u8>) {
             Ok(bytes) => (kaji_protobuf::CONTENT_TYPE, bytes),
             Err(_) => render(Format::Json, value),
         },
-        Format::Json => ("application/json", serde_json::to_vec(value).expect("JSON values serialize")),
+        Format::Json => (
+            "application/json",
+            serde_json::to_vec(value).expect("JSON values serialize"),
+        ),
         Format::Yaml => (
             "application/yaml",
-            serde_yaml::to_string(value).unwrap_or_default().into_bytes(),
+            serde_yaml::to_string(value)
+                .unwrap_or_default()
+                .into_bytes(),
         ),
     }
 }
@@ -158,7 +166,13 @@ pub fn partial_metadata(obj: &Value) -> Value {
 }
 
 /// Wraps `objs` in a Table; rows carry the object per `includeObject`.
-pub fn table(api_version: &str, kind: &str, objs: &[Value], include: &str, list_meta: Option<&Value>) -> Value {
+pub fn table(
+    api_version: &str,
+    kind: &str,
+    objs: &[Value],
+    include: &str,
+    list_meta: Option<&Value>,
+) -> Value {
     let mut t = kaji_printers::table(api_version, kind, objs, chrono::Utc::now());
     if let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut) {
         for (row, obj) in rows.iter_mut().zip(objs) {
@@ -171,7 +185,10 @@ pub fn table(api_version: &str, kind: &str, objs: &[Value], include: &str, list_
     }
     if let Some(meta) = list_meta {
         t["metadata"] = meta.clone();
-    } else if let Some(rv) = objs.first().and_then(|o| o.pointer("/metadata/resourceVersion")) {
+    } else if let Some(rv) = objs
+        .first()
+        .and_then(|o| o.pointer("/metadata/resourceVersion"))
+    {
         t["metadata"] = json!({"resourceVersion": rv});
     }
     t
@@ -190,7 +207,13 @@ mod tests {
     #[test]
     fn kubectl_get_asks_for_a_table() {
         let n = negotiate(&accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")).unwrap();
-        assert_eq!(n, Negotiated { view: View::Table, format: Format::Json });
+        assert_eq!(
+            n,
+            Negotiated {
+                view: View::Table,
+                format: Format::Json
+            }
+        );
     }
 
     #[test]

@@ -34,9 +34,12 @@ pub fn parse_query(q: Option<&str>) -> Query {
 pub fn error_response(err: &ApiError) -> Response<Body> {
     let body = serde_json::to_vec(&err.to_status()).expect("Status serializes");
     let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *resp.status_mut() =
+        StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(s) = err.retry_after_seconds {
         if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
             resp.headers_mut().insert(http::header::RETRY_AFTER, v);
@@ -92,14 +95,21 @@ fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiErro
             )))
         }
     };
-    let field_manager = q.get("fieldManager").cloned().or_else(|| default_manager(headers));
+    let field_manager = q
+        .get("fieldManager")
+        .cloned()
+        .or_else(|| default_manager(headers));
     if let Some(m) = &field_manager {
         if m.len() > 128 || m.chars().any(|c| c.is_control()) {
             return Err(ApiError::invalid(
                 "",
                 "Status",
                 "",
-                vec![kaji_core::Cause::invalid("fieldManager", &json!(m), "must be at most 128 printable characters")],
+                vec![kaji_core::Cause::invalid(
+                    "fieldManager",
+                    &json!(m),
+                    "must be at most 128 printable characters",
+                )],
             ));
         }
     }
@@ -108,51 +118,84 @@ fn write_options(q: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiErro
         Some("true") => true,
         Some(other) => return Err(ApiError::bad_request(format!("invalid force: {other:?}"))),
     };
-    Ok(WriteOptions { dry_run: dry_run(q)?, field_manager, field_validation, force })
+    Ok(WriteOptions {
+        dry_run: dry_run(q)?,
+        field_manager,
+        field_validation,
+        force,
+    })
 }
 
 fn selectors(q: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>), ApiError> {
     let labels = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-        Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
+        Some(s) => Some(
+            LabelSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
         None => None,
     };
     let fields = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
-        Some(s) => Some(FieldSelector::parse(s).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?),
+        Some(s) => Some(
+            FieldSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?,
+        ),
         None => None,
     };
     Ok((labels, fields))
 }
 
 fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let mut opts = DeleteOptions { dry_run: dry_run(q)?, ..Default::default() };
+    let mut opts = DeleteOptions {
+        dry_run: dry_run(q)?,
+        ..Default::default()
+    };
     if !body.is_empty() {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
         opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+        opts.propagation_policy = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from);
         if v.get("orphanDependents") == Some(&json!(true)) {
             opts.propagation_policy = Some("Orphan".into());
         }
-        opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-        opts.precondition_resource_version =
-            v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-        if v.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All")) {
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.precondition_resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|x| x == "All"))
+        {
             opts.dry_run = true;
         }
     }
     if let Some(g) = q.get("gracePeriodSeconds") {
-        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?);
+        opts.grace_period_seconds =
+            Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?);
     }
     if let Some(p) = q.get("propagationPolicy") {
         opts.propagation_policy = Some(p.clone());
     }
     if let Some(p) = &opts.propagation_policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid("", "DeleteOptions", "", vec![kaji_core::Cause::not_supported(
-                "propagationPolicy",
-                &json!(p),
-                &["Foreground", "Background", "Orphan"],
-            )]));
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                vec![kaji_core::Cause::not_supported(
+                    "propagationPolicy",
+                    &json!(p),
+                    &["Foreground", "Background", "Orphan"],
+                )],
+            ));
         }
     }
     Ok(opts)
@@ -166,7 +209,9 @@ fn shape_one(reg: &Registry, neg: Negotiated, obj: &Value, q: &Query) -> Value {
             &reg.info().api_version(),
             reg.info().kind,
             std::slice::from_ref(obj),
-            q.get("includeObject").map(String::as_str).unwrap_or("Metadata"),
+            q.get("includeObject")
+                .map(String::as_str)
+                .unwrap_or("Metadata"),
             None,
         ),
     }
@@ -188,9 +233,12 @@ pub async fn serve(
         Err(e) => error_response(&e),
     };
     if verb != "watch" {
-        server
-            .metrics
-            .observe(verb, &path.resource, resp.status().as_u16(), started.elapsed());
+        server.metrics.observe(
+            verb,
+            &path.resource,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
     }
     (resp, verb)
 }
@@ -243,7 +291,9 @@ async fn dispatch(
                 label_selector,
                 field_selector,
                 limit: match q.get("limit") {
-                    Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+                    Some(l) => l
+                        .parse()
+                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
                     None => 0,
                 },
                 continue_token: q.get("continue").cloned(),
@@ -254,14 +304,19 @@ async fn dispatch(
             let out = match neg.view {
                 View::Object => list,
                 View::Metadata => {
-                    let items: Vec<Value> = list["items"].as_array().map(|i| i.iter().map(encoding::partial_metadata).collect()).unwrap_or_default();
+                    let items: Vec<Value> = list["items"]
+                        .as_array()
+                        .map(|i| i.iter().map(encoding::partial_metadata).collect())
+                        .unwrap_or_default();
                     json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items})
                 }
                 View::Table => encoding::table(
                     &info.api_version(),
                     info.kind,
                     list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    q.get("includeObject").map(String::as_str).unwrap_or("Metadata"),
+                    q.get("includeObject")
+                        .map(String::as_str)
+                        .unwrap_or("Metadata"),
                     Some(&list["metadata"]),
                 ),
             };
@@ -269,15 +324,28 @@ async fn dispatch(
         }
         (Method::GET, Some(name), None | Some("status")) => {
             let obj = reg.get(ns, name).await?;
-            Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &obj, q), &[]))
+            Ok(respond(
+                StatusCode::OK,
+                neg.format,
+                &shape_one(&reg, neg, &obj, q),
+                &[],
+            ))
         }
-        (Method::GET, Some(name), Some("scale")) => {
-            Ok(respond(StatusCode::OK, neg.format, &reg.get_scale(ns, name).await?, &[]))
-        }
+        (Method::GET, Some(name), Some("scale")) => Ok(respond(
+            StatusCode::OK,
+            neg.format,
+            &reg.get_scale(ns, name).await?,
+            &[],
+        )),
         (Method::POST, None, None) => {
             let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
             let out = reg.create(ns, value, &write_options(q, headers)?).await?;
-            Ok(respond(StatusCode::CREATED, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+            Ok(respond(
+                StatusCode::CREATED,
+                neg.format,
+                &shape_one(&reg, neg, &out.object, q),
+                &out.warnings,
+            ))
         }
         (Method::POST, Some(name), Some("binding")) => {
             let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
@@ -285,8 +353,16 @@ async fn dispatch(
                 .pointer("/target/name")
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| ApiError::invalid("", "Binding", name, vec![kaji_core::Cause::required("target.name")]))?;
-            reg.bind(ns, name, node, &write_options(q, headers)?).await?;
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "",
+                        "Binding",
+                        name,
+                        vec![kaji_core::Cause::required("target.name")],
+                    )
+                })?;
+            reg.bind(ns, name, node, &write_options(q, headers)?)
+                .await?;
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
             Ok(respond(StatusCode::CREATED, neg.format, &status, &[]))
         }
@@ -297,59 +373,100 @@ async fn dispatch(
                 Some("finalize") => Part::Finalize,
                 _ => Part::Main,
             };
-            let out = reg.update(ns, name, value, part, &write_options(q, headers)?).await?;
-            Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+            let out = reg
+                .update(ns, name, value, part, &write_options(q, headers)?)
+                .await?;
+            Ok(respond(
+                StatusCode::OK,
+                neg.format,
+                &shape_one(&reg, neg, &out.object, q),
+                &out.warnings,
+            ))
         }
         (Method::PUT, Some(name), Some("scale")) => {
             let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
-            let out = reg.update_scale(ns, name, &write_options(q, headers)?, |_| Ok(value.clone())).await?;
+            let out = reg
+                .update_scale(ns, name, &write_options(q, headers)?, |_| Ok(value.clone()))
+                .await?;
             Ok(respond(StatusCode::OK, neg.format, &out, &[]))
         }
         (Method::PATCH, Some(name), sub) => {
             let ct = encoding::content_type(headers);
-            let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let patch_type = PatchType::from_content_type(&ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
             let patch = encoding::decode_body(&ct, &body)?;
             let opts = write_options(q, headers)?;
-            if patch_type == PatchType::Apply && q.get("fieldManager").is_none_or(|m| m.is_empty()) {
+            if patch_type == PatchType::Apply && q.get("fieldManager").is_none_or(|m| m.is_empty())
+            {
                 return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires a non-empty fieldManager query parameter"));
             }
             if patch_type != PatchType::Apply && opts.force {
-                return Err(ApiError::bad_request("force may not be specified for non-apply patch"));
+                return Err(ApiError::bad_request(
+                    "force may not be specified for non-apply patch",
+                ));
             }
             match sub {
                 Some("scale") => {
                     let out = reg
-                        .update_scale(ns, name, &opts, |scale| patch_scale(patch_type, scale, &patch))
+                        .update_scale(ns, name, &opts, |scale| {
+                            patch_scale(patch_type, scale, &patch)
+                        })
                         .await?;
                     Ok(respond(StatusCode::OK, neg.format, &out, &[]))
                 }
                 None | Some("status") => {
-                    let part = if sub == Some("status") { Part::Status } else { Part::Main };
+                    let part = if sub == Some("status") {
+                        Part::Status
+                    } else {
+                        Part::Main
+                    };
                     let out = if patch_type == PatchType::Apply {
                         reg.apply(ns, name, patch, part, &opts).await?
                     } else {
                         reg.patch(ns, name, patch_type, patch, part, &opts).await?
                     };
-                    Ok(respond(StatusCode::OK, neg.format, &shape_one(&reg, neg, &out.object, q), &out.warnings))
+                    Ok(respond(
+                        StatusCode::OK,
+                        neg.format,
+                        &shape_one(&reg, neg, &out.object, q),
+                        &out.warnings,
+                    ))
                 }
-                _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+                _ => Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                )),
             }
         }
         (Method::DELETE, Some(name), None) => {
             let opts = delete_options(q, &body)?;
             let (obj, gone) = reg.delete(ns, name, &opts).await?;
-            let code = if gone { StatusCode::OK } else { StatusCode::OK };
+            // 202 while finalizers or a grace period still hold the object, as Kubernetes answers.
+            let code = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             Ok(respond(code, neg.format, &obj, &[]))
         }
         (Method::DELETE, None, None) => {
             let opts = delete_options(q, &body)?;
             let (label_selector, field_selector) = selectors(q)?;
             let list = reg
-                .list(ns, &ListOptions { label_selector, field_selector, ..Default::default() })
+                .list(
+                    ns,
+                    &ListOptions {
+                        label_selector,
+                        field_selector,
+                        ..Default::default()
+                    },
+                )
                 .await?;
             let mut deleted = Vec::new();
             for item in list["items"].as_array().cloned().unwrap_or_default() {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
                 match reg.delete(item_ns.or(ns), name, &opts).await {
                     Ok((obj, _)) => deleted.push(obj),
@@ -370,7 +487,9 @@ fn patch_scale(patch_type: PatchType, scale: &Value, patch: &Value) -> Result<Va
     let r = match patch_type {
         PatchType::Json => kaji_patch::apply_json_patch(scale, patch),
         PatchType::Apply => {
-            return Err(ApiError::unsupported_media_type("application/apply-patch+yaml"))
+            return Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml",
+            ))
         }
         // Scale has no merge keys: strategic merge is a plain merge here.
         PatchType::Merge | PatchType::StrategicMerge => kaji_patch::apply_merge_patch(scale, patch),
@@ -395,11 +514,17 @@ async fn watch(
         allow_bookmarks,
     };
     let timeout = match q.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?,
+        ),
         None => Duration::from_secs(1800),
     };
     let mut events = reg.watch(ns, opts).await?;
-    let include = q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
+    let include = q
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
     let reg = reg.clone();
     let server = server.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
@@ -432,7 +557,8 @@ async fn watch(
                 last_rv = Some(rv);
             }
             let mut ev = ev;
-            if neg.view != View::Object && matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+            if neg.view != View::Object && matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED")
+            {
                 let obj = ev["object"].take();
                 ev["object"] = match neg.view {
                     View::Table => encoding::table(
@@ -463,7 +589,11 @@ async fn watch(
         Format::Yaml => "application/yaml",
         Format::Json | Format::Protobuf => "application/json",
     };
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

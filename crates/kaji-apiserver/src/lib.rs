@@ -30,7 +30,8 @@ pub use server::{serve, ServeError};
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
 
 /// Namespaces that exist from the start, as on every Kubernetes cluster.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// How the server is reached and secured.
 pub struct Config {
@@ -55,8 +56,18 @@ impl ApiServer {
         let registries = catalogue::builtin()
             .iter()
             .map(|info| {
-                let key = (info.group.to_string(), info.version.to_string(), info.plural.to_string());
-                (key, Arc::new(Registry::new(store.clone(), Arc::new(BuiltinStrategy::new(info)))))
+                let key = (
+                    info.group.to_string(),
+                    info.version.to_string(),
+                    info.plural.to_string(),
+                );
+                (
+                    key,
+                    Arc::new(Registry::new(
+                        store.clone(),
+                        Arc::new(BuiltinStrategy::new(info)),
+                    )),
+                )
             })
             .collect();
         Arc::new(ApiServer {
@@ -80,7 +91,9 @@ impl ApiServer {
     /// # Errors
     /// Any store failure other than "already exists".
     pub async fn bootstrap(&self) -> Result<(), kaji_core::ApiError> {
-        let namespaces = self.registry("", "v1", "namespaces").expect("namespaces are built in");
+        let namespaces = self
+            .registry("", "v1", "namespaces")
+            .expect("namespaces are built in");
         for ns in SYSTEM_NAMESPACES {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match namespaces.create(None, obj, &WriteOptions::default()).await {

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -33,7 +35,9 @@ impl Metrics {
             .entry((verb.to_string(), resource.to_string(), code))
             .or_default() += 1;
         let mut lat = self.latencies.lock().expect("metrics lock");
-        let h = lat.entry((verb.to_string(), resource.to_string())).or_default();
+        let h = lat
+            .entry((verb.to_string(), resource.to_string()))
+            .or_default();
         if h.counts.is_empty() {
             h.counts = vec![0; BUCKETS.len()];
         }
@@ -70,7 +74,11 @@ impl Metrics {
             let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}", h.count);
         }
         out.push_str("# HELP apiserver_registered_watchers Number of currently open watches.\n# TYPE apiserver_registered_watchers gauge\n");
-        let _ = writeln!(out, "apiserver_registered_watchers {}", self.watchers.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "apiserver_registered_watchers {}",
+            self.watchers.load(Ordering::Relaxed)
+        );
         out
     }
 }

@@ -102,18 +102,37 @@ mod tests {
     #[test]
     fn namespaced_items_and_subresources_parse() {
         let p = parse("/apis/apps/v1/namespaces/default/deployments/web/scale").unwrap();
-        assert_eq!((p.group.as_str(), p.namespace.as_deref(), p.resource.as_str()), ("apps", Some("default"), "deployments"));
-        assert_eq!((p.name.as_deref(), p.subresource.as_deref()), (Some("web"), Some("scale")));
+        assert_eq!(
+            (
+                p.group.as_str(),
+                p.namespace.as_deref(),
+                p.resource.as_str()
+            ),
+            ("apps", Some("default"), "deployments")
+        );
+        assert_eq!(
+            (p.name.as_deref(), p.subresource.as_deref()),
+            (Some("web"), Some("scale"))
+        );
     }
 
     #[test]
     fn namespace_objects_and_their_subresources_parse() {
         let p = parse("/api/v1/namespaces/dev").unwrap();
-        assert_eq!((p.resource.as_str(), p.name.as_deref(), p.namespace), ("namespaces", Some("dev"), None));
+        assert_eq!(
+            (p.resource.as_str(), p.name.as_deref(), p.namespace),
+            ("namespaces", Some("dev"), None)
+        );
         let p = parse("/api/v1/namespaces/dev/finalize").unwrap();
-        assert_eq!((p.name.as_deref(), p.subresource.as_deref()), (Some("dev"), Some("finalize")));
+        assert_eq!(
+            (p.name.as_deref(), p.subresource.as_deref()),
+            (Some("dev"), Some("finalize"))
+        );
         let p = parse("/api/v1/namespaces/dev/pods").unwrap();
-        assert_eq!((p.namespace.as_deref(), p.resource.as_str(), p.name), (Some("dev"), "pods", None));
+        assert_eq!(
+            (p.namespace.as_deref(), p.resource.as_str(), p.name),
+            (Some("dev"), "pods", None)
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let tls = match &server.pki {
         Some(pki) => Some(tokio_rustls::TlsAcceptor::from(
-            pki.server_config().map_err(|e| ServeError::Tls(e.to_string()))?,
+            pki.server_config()
+                .map_err(|e| ServeError::Tls(e.to_string()))?,
         )),
         None => None,
     };
@@ -83,7 +84,11 @@ pub async fn serve(
                     let svc = hyper::service::service_fn(move |req| {
                         let server = server.clone();
                         let peer = peer.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(server, peer.as_deref(), req).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                handle(server, peer.as_deref(), req).await,
+                            )
+                        }
                     });
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
@@ -109,12 +114,19 @@ pub async fn serve(
 fn text(code: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response<Body> {
     let mut r = Response::new(body.into());
     *r.status_mut() = code;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     r
 }
 
 fn json_response(value: &serde_json::Value) -> Response<Body> {
-    text(StatusCode::OK, "application/json", serde_json::to_vec(value).expect("JSON serializes"))
+    text(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(value).expect("JSON serializes"),
+    )
 }
 
 fn is_public(path: &str) -> bool {
@@ -133,7 +145,10 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let uri_path = parts.uri.path().to_string();
     if let Some(pki) = &server.pki {
-        let auth = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if pki.authenticate(peer, auth).is_none() && !is_public(&uri_path) {
             return error_response(&ApiError::unauthorized());
         }
@@ -150,7 +165,12 @@ async fn handle(
         return resp;
     }
     let resp = non_resource(&server, &parts, &uri_path, body).await;
-    server.metrics.observe(parts.method.as_str(), &uri_path_label(&uri_path), resp.status().as_u16(), started.elapsed());
+    server.metrics.observe(
+        parts.method.as_str(),
+        &uri_path_label(&uri_path),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }
 
@@ -162,7 +182,8 @@ async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= encoding::MAX_BODY_BYTES {
@@ -186,11 +207,22 @@ fn uri_path_label(path: &str) -> String {
     }
 }
 
-async fn non_resource(server: &ApiServer, parts: &http::request::Parts, path: &str, _body: Bytes) -> Response<Body> {
+async fn non_resource(
+    server: &ApiServer,
+    parts: &http::request::Parts,
+    path: &str,
+    _body: Bytes,
+) -> Response<Body> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        return error_response(&ApiError::method_not_allowed("only GET is served on this path"));
+        return error_response(&ApiError::method_not_allowed(
+            "only GET is served on this path",
+        ));
     }
-    let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
         ["healthz" | "livez" | "readyz", ..] => {
@@ -213,18 +245,32 @@ async fn non_resource(server: &ApiServer, parts: &http::request::Parts, path: &s
             "compiler": "rustc",
             "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
         })),
-        ["metrics"] => text(StatusCode::OK, "text/plain; version=0.0.4", server.metrics.render()),
+        ["metrics"] => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            server.metrics.render(),
+        ),
         ["api"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(true)),
         ["apis"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(false)),
         ["api"] => json_response(&discovery::api_versions(&server.server_address)),
         ["apis"] => json_response(&discovery::api_group_list()),
-        ["api", v] => discovery::api_resource_list("", v).map_or_else(not_found, |d| json_response(&d)),
+        ["api", v] => {
+            discovery::api_resource_list("", v).map_or_else(not_found, |d| json_response(&d))
+        }
         ["apis", g] => discovery::api_group(g).map_or_else(not_found, |d| json_response(&d)),
-        ["apis", g, v] => discovery::api_resource_list(g, v).map_or_else(not_found, |d| json_response(&d)),
-        ["openapi", "v2"] if accept.contains("protobuf") => text(StatusCode::OK, kaji_openapi::V2_PROTOBUF_CONTENT_TYPE, kaji_openapi::v2_protobuf()),
-        ["openapi", "v2"] => cached(&server.openapi.v2, || serde_json::to_vec(&kaji_openapi::v2()).expect("JSON serializes")),
+        ["apis", g, v] => {
+            discovery::api_resource_list(g, v).map_or_else(not_found, |d| json_response(&d))
+        }
+        ["openapi", "v2"] if accept.contains("protobuf") => text(
+            StatusCode::OK,
+            kaji_openapi::V2_PROTOBUF_CONTENT_TYPE,
+            kaji_openapi::v2_protobuf(),
+        ),
+        ["openapi", "v2"] => cached(&server.openapi.v2, || {
+            serde_json::to_vec(&kaji_openapi::v2()).expect("JSON serializes")
+        }),
         ["openapi", "v3"] => cached(&server.openapi.v3_index, || {
-            serde_json::to_vec(&kaji_openapi::v3_index(|gv| openapi_hash(gv))).expect("JSON serializes")
+            serde_json::to_vec(&kaji_openapi::v3_index(openapi_hash)).expect("JSON serializes")
         }),
         ["openapi", "v3", "api", v] => openapi_gv(server, "", v),
         ["openapi", "v3", "apis", g, v] => openapi_gv(server, g, v),
@@ -272,7 +318,10 @@ fn openapi_gv(server: &ApiServer, group: &str, version: &str) -> Response<Body> 
 
 fn aggregated(value: serde_json::Value) -> Response<Body> {
     let mut r = json_response(&value);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
     r
 }
 

@@ -89,25 +89,234 @@ macro_rules! res {
 }
 
 static BUILTIN: &[ResourceInfo] = &[
-    res!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], Cluster, [], ["status", "finalize"], true),
-    res!("", "v1", "Pod", "pods", "pod", ["po"], Namespaced, ["all"], ["status", "binding"], true),
-    res!("", "v1", "Service", "services", "service", ["svc"], Namespaced, ["all"], ["status"], true),
-    res!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], Namespaced, [], [], false),
-    res!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], Namespaced, [], [], false),
-    res!("", "v1", "Secret", "secrets", "secret", [], Namespaced, [], [], false),
-    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], Namespaced, [], [], false),
-    res!("", "v1", "Node", "nodes", "node", ["no"], Cluster, [], ["status"], true),
-    res!("", "v1", "Event", "events", "event", ["ev"], Namespaced, [], [], false),
-    res!("apps", "v1", "Deployment", "deployments", "deployment", ["deploy"], Namespaced, ["all"], ["status", "scale"], true),
-    res!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", ["rs"], Namespaced, ["all"], ["status", "scale"], true),
-    res!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", ["sts"], Namespaced, ["all"], ["status", "scale"], true),
-    res!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", ["ds"], Namespaced, ["all"], ["status"], true),
-    res!("batch", "v1", "Job", "jobs", "job", [], Namespaced, ["all"], ["status"], true),
-    res!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], Namespaced, ["all"], ["status"], true),
-    res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", [], Namespaced, [], [], false),
-    res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], Namespaced, [], [], false),
-    res!("events.k8s.io", "v1", "Event", "events", "event", ["ev"], Namespaced, [], [], false),
-    res!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", ["crd", "crds"], Cluster, ["api-extensions"], ["status"], true),
+    res!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        ["ns"],
+        Cluster,
+        [],
+        ["status", "finalize"],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        ["po"],
+        Namespaced,
+        ["all"],
+        ["status", "binding"],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        ["svc"],
+        Namespaced,
+        ["all"],
+        ["status"],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        ["ep"],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        ["cm"],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        [],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        ["sa"],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        ["no"],
+        Cluster,
+        [],
+        ["status"],
+        true
+    ),
+    res!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        ["ev"],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        ["deploy"],
+        Namespaced,
+        ["all"],
+        ["status", "scale"],
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        ["rs"],
+        Namespaced,
+        ["all"],
+        ["status", "scale"],
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        ["sts"],
+        Namespaced,
+        ["all"],
+        ["status", "scale"],
+        true
+    ),
+    res!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        ["ds"],
+        Namespaced,
+        ["all"],
+        ["status"],
+        true
+    ),
+    res!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        [],
+        Namespaced,
+        ["all"],
+        ["status"],
+        true
+    ),
+    res!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        ["cj"],
+        Namespaced,
+        ["all"],
+        ["status"],
+        true
+    ),
+    res!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        [],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        [],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        ["ev"],
+        Namespaced,
+        [],
+        [],
+        false
+    ),
+    res!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        ["crd", "crds"],
+        Cluster,
+        ["api-extensions"],
+        ["status"],
+        true
+    ),
 ];
 
 /// Every built-in resource, grouped by API group in discovery order.
@@ -159,11 +368,17 @@ mod tests {
 
     #[test]
     fn core_and_group_prefixes_follow_kubernetes_layout() {
-        assert_eq!(find("", "v1", "pods").unwrap().key_prefix(), "/registry/pods/");
+        assert_eq!(
+            find("", "v1", "pods").unwrap().key_prefix(),
+            "/registry/pods/"
+        );
         assert_eq!(
             find("apps", "v1", "deployments").unwrap().key_prefix(),
             "/registry/apps/deployments/"
         );
-        assert_eq!(find_kind("apps/v1", "ReplicaSet").unwrap().plural, "replicasets");
+        assert_eq!(
+            find_kind("apps/v1", "ReplicaSet").unwrap().plural,
+            "replicasets"
+        );
     }
 }

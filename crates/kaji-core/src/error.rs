@@ -162,7 +162,11 @@ impl ApiError {
 
     /// 404 NotFound for a path that serves nothing.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 405 MethodNotAllowed.
@@ -309,8 +313,7 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if self.details.is_some() || !self.causes.is_empty() || self.retry_after_seconds.is_some()
-        {
+        if self.details.is_some() || !self.causes.is_empty() || self.retry_after_seconds.is_some() {
             let mut details = serde_json::Map::new();
             if let Some(d) = &self.details {
                 if !d.name.is_empty() {
@@ -367,7 +370,12 @@ mod tests {
             ],
         );
         assert_eq!(e.code, 422);
-        assert!(e.message.starts_with("ConfigMap \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\""));
-        assert_eq!(e.to_status()["details"]["causes"].as_array().unwrap().len(), 2);
+        assert!(e.message.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\""
+        ));
+        assert_eq!(
+            e.to_status()["details"]["causes"].as_array().unwrap().len(),
+            2
+        );
     }
 }

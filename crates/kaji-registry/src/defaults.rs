@@ -217,7 +217,10 @@ mod tests {
             "template": {"spec": {"containers": [{"name": "c", "image": "reg:5000/nginx:1.25"}]}}}});
         apply("Deployment", "apps", &mut d);
         assert!(d["spec"]["strategy"].get("rollingUpdate").is_none());
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
     }
 
     #[test]

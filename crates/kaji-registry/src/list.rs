@@ -61,8 +61,9 @@ fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion"))
+    serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion")
+    })
 }
 
 pub(crate) fn parse_rv(rv: &str) -> Result<i64, ApiError> {
@@ -82,7 +83,10 @@ impl Registry {
     ) -> bool {
         if let Some(sel) = labels {
             let empty = serde_json::Map::new();
-            let l = obj.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+            let l = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
             if !sel.matches(l) {
                 return false;
             }
@@ -100,7 +104,9 @@ impl Registry {
         for req in sel.requirements() {
             let field = req.field.as_str();
             if self.strategy.field_value(&probe, field).is_none() {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
         }
         Ok(())
@@ -117,7 +123,9 @@ impl Registry {
         if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
             let token = decode_continue(token)?;
             if !token.start.starts_with(&prefix) {
-                return Err(ApiError::bad_request("continue key is not valid: the key does not match this request"));
+                return Err(ApiError::bad_request(
+                    "continue key is not valid: the key does not match this request",
+                ));
             }
             revision = Some(token.rv);
             start_after = Some(token.start);
@@ -143,11 +151,18 @@ impl Registry {
             ));
         }
         let filtering = opts.label_selector.as_ref().is_some_and(|s| !s.is_empty())
-            || opts.field_selector.as_ref().is_some_and(|s| !s.requirements().is_empty());
+            || opts
+                .field_selector
+                .as_ref()
+                .is_some_and(|s| !s.requirements().is_empty());
         let mut items = Vec::new();
         let mut more = false;
         let mut last_key: Option<String> = None;
-        let chunk = if opts.limit == 0 { 0 } else { opts.limit.max(if filtering { 500 } else { 0 }) };
+        let chunk = if opts.limit == 0 {
+            0
+        } else {
+            opts.limit.max(if filtering { 500 } else { 0 })
+        };
         loop {
             let page = self
                 .store
@@ -170,7 +185,11 @@ impl Registry {
             let page_len = page.kvs.len();
             for (i, kv) in page.kvs.iter().enumerate() {
                 let obj = self.decode(kv)?;
-                if !self.selected(&obj, opts.label_selector.as_ref(), opts.field_selector.as_ref()) {
+                if !self.selected(
+                    &obj,
+                    opts.label_selector.as_ref(),
+                    opts.field_selector.as_ref(),
+                ) {
                     continue;
                 }
                 items.push(obj);

@@ -94,15 +94,17 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// Maps a store failure that the caller did not expect to a 500.
 pub(crate) fn internal(e: StoreError) -> ApiError {
     match e {
-        StoreError::Compacted { requested, .. } => ApiError::expired(format!(
-            "too old resource version: {requested}"
-        )),
+        StoreError::Compacted { requested, .. } => {
+            ApiError::expired(format!("too old resource version: {requested}"))
+        }
         StoreError::FutureRevision { requested, current } => {
             let mut e = ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
@@ -194,7 +196,11 @@ impl Registry {
 
     /// Checks apiVersion/kind, type-checks through the typed model and prunes
     /// unknown fields according to `validation`.
-    fn normalize(&self, obj: Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+    fn normalize(
+        &self,
+        obj: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let info = self.info();
         let api_version = info.api_version();
         let mut obj = obj;
@@ -245,7 +251,11 @@ impl Registry {
 
     /// Type-checks `obj` and removes the fields its kind does not know,
     /// leaving everything else exactly as sent.
-    fn prune_unknown(&self, obj: Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+    fn prune_unknown(
+        &self,
+        obj: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let mut original = obj.clone();
         let (normalized, warnings) = self.normalize(obj, validation)?;
         for k in ["apiVersion", "kind"] {
@@ -253,7 +263,9 @@ impl Registry {
                 original[k] = normalized[k].clone();
             }
         }
-        if let Some(Ok(n)) = typed::normalize(&self.info().api_version(), self.info().kind, &original) {
+        if let Some(Ok(n)) =
+            typed::normalize(&self.info().api_version(), self.info().kind, &original)
+        {
             for path in typed::unknown_fields(&original, &n) {
                 typed::remove_path(&mut original, &path);
             }
@@ -289,16 +301,29 @@ impl Registry {
     /// # Errors
     /// 400 for a malformed body, 404/403 for a missing/terminating namespace,
     /// 409 AlreadyExists, 422 Invalid.
-    pub async fn create(&self, ns: Option<&str>, body: Value, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+    pub async fn create(
+        &self,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Outcome, ApiError> {
         self.create_inner(ns, body, opts, true).await
     }
 
-    async fn create_inner(&self, ns: Option<&str>, body: Value, opts: &WriteOptions, track: bool) -> Result<Outcome, ApiError> {
+    async fn create_inner(
+        &self,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+        track: bool,
+    ) -> Result<Outcome, ApiError> {
         let info = self.info();
         let (mut obj, warnings) = self.normalize(body, opts.field_validation)?;
         let meta = meta_mut(&mut obj);
         if info.namespaced() {
-            let ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required for a namespaced resource"))?;
+            let ns = ns.ok_or_else(|| {
+                ApiError::bad_request("a namespace is required for a namespaced resource")
+            })?;
             match meta.get("namespace").and_then(Value::as_str) {
                 Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
                     return Err(ApiError::bad_request(
@@ -312,8 +337,15 @@ impl Registry {
         } else {
             meta.remove("namespace");
         }
-        let generate = meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
-            && meta.get("generateName").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
+        let generate = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+            && meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .is_some_and(|g| !g.is_empty());
         for k in [
             "resourceVersion",
             "deletionTimestamp",
@@ -333,14 +365,19 @@ impl Registry {
         self.strategy.default(&mut obj);
         if let Some(manager) = opts.field_manager.as_deref().filter(|_| track) {
             let (api_version, ts) = (info.api_version(), now());
-            obj = self.field_manager(manager, &api_version, &ts, Part::Main).update(None, &obj);
+            obj = self
+                .field_manager(manager, &api_version, &ts, Part::Main)
+                .update(None, &obj);
         }
 
         for attempt in 0..8 {
             let mut candidate = obj.clone();
             if generate {
-                let prefix = meta_str(&candidate, "generateName").unwrap_or("").to_string();
-                let name = kaji_core::validation::name_from_generate_name(&prefix, &random_suffix());
+                let prefix = meta_str(&candidate, "generateName")
+                    .unwrap_or("")
+                    .to_string();
+                let name =
+                    kaji_core::validation::name_from_generate_name(&prefix, &random_suffix());
                 meta_mut(&mut candidate).insert("name".into(), name.into());
             }
             let name = meta_str(&candidate, "name").unwrap_or("").to_string();
@@ -352,7 +389,11 @@ impl Registry {
                 self.check_namespace(ns, &name).await?;
             }
             if opts.dry_run {
-                return Ok(Outcome { object: candidate, warnings, created: true });
+                return Ok(Outcome {
+                    object: candidate,
+                    warnings,
+                    created: true,
+                });
             }
             match self
                 .store
@@ -362,7 +403,11 @@ impl Registry {
                 Ok(kv) => {
                     meta_mut(&mut candidate)
                         .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
-                    return Ok(Outcome { object: candidate, warnings, created: true });
+                    return Ok(Outcome {
+                        object: candidate,
+                        warnings,
+                        created: true,
+                    });
                 }
                 Err(StoreError::AlreadyExists { .. }) if generate && attempt < 7 => continue,
                 Err(StoreError::AlreadyExists { .. }) => {
@@ -438,7 +483,8 @@ impl Registry {
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
-        self.guaranteed_update_inner(ns, name, part, opts, true, mutate).await
+        self.guaranteed_update_inner(ns, name, part, opts, true, mutate)
+            .await
     }
 
     async fn guaranteed_update_inner<F>(
@@ -501,8 +547,10 @@ impl Registry {
                 Part::Internal => new,
                 Part::Finalize => {
                     let mut merged = current.clone();
-                    merged["spec"]["finalizers"] =
-                        new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                    merged["spec"]["finalizers"] = new
+                        .pointer("/spec/finalizers")
+                        .cloned()
+                        .unwrap_or(json!([]));
                     merged
                 }
                 Part::Status => {
@@ -520,9 +568,15 @@ impl Registry {
             };
             let mut new = self.carry_metadata(new, &current);
             self.strategy.default(&mut new);
-            if let Some(manager) = opts.field_manager.as_deref().filter(|_| track && part != Part::Internal) {
+            if let Some(manager) = opts
+                .field_manager
+                .as_deref()
+                .filter(|_| track && part != Part::Internal)
+            {
                 let (api_version, ts) = (self.info().api_version(), now());
-                new = self.field_manager(manager, &api_version, &ts, part).update(Some(&current), &new);
+                new = self
+                    .field_manager(manager, &api_version, &ts, part)
+                    .update(Some(&current), &new);
             }
             let mut causes = self.strategy.validate(&new);
             if part == Part::Main {
@@ -532,11 +586,18 @@ impl Registry {
                 return Err(self.invalid(name, causes));
             }
             if self.strategy.tracks_generation() && spec_changed(&new, &current) {
-                let g = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                let g = current
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 meta_mut(&mut new).insert("generation".into(), (g + 1).into());
             }
             if new == current {
-                return Ok(Outcome { object: current, warnings: Vec::new(), created: false });
+                return Ok(Outcome {
+                    object: current,
+                    warnings: Vec::new(),
+                    created: false,
+                });
             }
             let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
                 && finalizers_empty(&new)
@@ -545,13 +606,21 @@ impl Registry {
                     .and_then(Value::as_array)
                     .is_none_or(|f| f.is_empty() || self.info().kind != "Namespace");
             if opts.dry_run {
-                return Ok(Outcome { object: new, warnings: Vec::new(), created: false });
+                return Ok(Outcome {
+                    object: new,
+                    warnings: Vec::new(),
+                    created: false,
+                });
             }
             if finalized {
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((rev, _)) => {
                         meta_mut(&mut new).insert("resourceVersion".into(), rev.to_string().into());
-                        return Ok(Outcome { object: new, warnings: Vec::new(), created: false });
+                        return Ok(Outcome {
+                            object: new,
+                            warnings: Vec::new(),
+                            created: false,
+                        });
                     }
                     Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
                     Err(StoreError::Conflict { .. }) => return Err(self.conflict(name)),
@@ -559,10 +628,19 @@ impl Registry {
                     Err(e) => return Err(internal(e)),
                 }
             }
-            match self.store.update(&key, Self::encode(&new), kv.mod_revision).await {
+            match self
+                .store
+                .update(&key, Self::encode(&new), kv.mod_revision)
+                .await
+            {
                 Ok(kv) => {
-                    meta_mut(&mut new).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
-                    return Ok(Outcome { object: new, warnings: Vec::new(), created: false });
+                    meta_mut(&mut new)
+                        .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+                    return Ok(Outcome {
+                        object: new,
+                        warnings: Vec::new(),
+                        created: false,
+                    });
                 }
                 Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => return Err(self.conflict(name)),
@@ -572,7 +650,13 @@ impl Registry {
         }
     }
 
-    fn field_manager<'a>(&self, manager: &'a str, api_version: &'a str, now: &'a str, part: Part) -> kaji_apply::FieldManager<'a> {
+    fn field_manager<'a>(
+        &self,
+        manager: &'a str,
+        api_version: &'a str,
+        now: &'a str,
+        part: Part,
+    ) -> kaji_apply::FieldManager<'a> {
         let info = self.info();
         let fm = kaji_apply::FieldManager::new(manager, api_version, info.kind, now);
         match part {
@@ -588,7 +672,14 @@ impl Registry {
     /// # Errors
     /// 409 Conflict with a `FieldManagerConflict` cause per field another
     /// manager owns (unless `force`), 400 for a malformed configuration, 422.
-    pub async fn apply(&self, ns: Option<&str>, name: &str, applied: Value, part: Part, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+    pub async fn apply(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        applied: Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> Result<Outcome, ApiError> {
         let manager = opts.field_manager.clone().unwrap_or_default();
         // The typed round trip would fill required-but-absent fields (an empty
         // selector, say) into a partial intent: use it to check and prune only.
@@ -604,7 +695,13 @@ impl Registry {
         }
         let (api_version, ts) = (self.info().api_version(), now());
         loop {
-            let exists = self.store.get(&self.key(ns, name), None).await.map_err(internal)?.0.is_some();
+            let exists = self
+                .store
+                .get(&self.key(ns, name), None)
+                .await
+                .map_err(internal)?
+                .0
+                .is_some();
             if !exists && part == Part::Main {
                 let mut obj = self
                     .field_manager(&manager, &api_version, &ts, part)
@@ -625,7 +722,10 @@ impl Registry {
                         .map_err(apply_error)
                 })
                 .await?;
-            return Ok(Outcome { warnings, ..outcome });
+            return Ok(Outcome {
+                warnings,
+                ..outcome
+            });
         }
     }
 
@@ -675,7 +775,12 @@ impl Registry {
     ///
     /// # Errors
     /// 404, 409 on failed preconditions.
-    pub async fn delete(&self, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<(Value, bool), ApiError> {
+    pub async fn delete(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(Value, bool), ApiError> {
         let key = self.key(ns, name);
         loop {
             let (kv, _) = self.store.get(&key, None).await.map_err(internal)?;
@@ -734,7 +839,8 @@ impl Registry {
                 }
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((rev, _)) => {
-                        meta_mut(&mut marked).insert("resourceVersion".into(), rev.to_string().into());
+                        meta_mut(&mut marked)
+                            .insert("resourceVersion".into(), rev.to_string().into());
                         return Ok((marked, true));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
@@ -761,9 +867,14 @@ impl Registry {
             if opts.dry_run {
                 return Ok((marked, false));
             }
-            match self.store.update(&key, Self::encode(&marked), kv.mod_revision).await {
+            match self
+                .store
+                .update(&key, Self::encode(&marked), kv.mod_revision)
+                .await
+            {
                 Ok(kv) => {
-                    meta_mut(&mut marked).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+                    meta_mut(&mut marked)
+                        .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
                     return Ok((marked, false));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -779,11 +890,18 @@ impl Registry {
         if self.info().kind != "Pod" || obj.pointer("/spec/nodeName").is_none() {
             return 0;
         }
-        if obj.pointer("/status/phase").and_then(Value::as_str).is_some_and(|p| p == "Succeeded" || p == "Failed") {
+        if obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+        {
             return 0;
         }
         opts.grace_period_seconds
-            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30)
             .max(0)
     }
@@ -793,7 +911,13 @@ impl Registry {
     ///
     /// # Errors
     /// 404, 409 if the pod is already bound or being deleted.
-    pub async fn bind(&self, ns: Option<&str>, name: &str, node: &str, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn bind(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        node: &str,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let outcome = self
             .guaranteed_update(ns, name, Part::Internal, opts, |current| {
                 if let Some(bound) = current.pointer("/spec/nodeName").and_then(Value::as_str) {
@@ -839,20 +963,33 @@ impl Registry {
     ///
     /// # Errors
     /// 404, 409, 422 for negative replicas.
-    pub async fn update_scale<F>(&self, ns: Option<&str>, name: &str, opts: &WriteOptions, mutate: F) -> Result<Value, ApiError>
+    pub async fn update_scale<F>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        opts: &WriteOptions,
+        mutate: F,
+    ) -> Result<Value, ApiError>
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
     {
         let outcome = self
             .guaranteed_update(ns, name, Part::Main, opts, |current| {
                 let scale = mutate(&scale_of(current))?;
-                let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                let replicas = scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 if replicas < 0 {
                     return Err(ApiError::invalid(
                         "autoscaling",
                         "Scale",
                         name,
-                        vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+                        vec![Cause::invalid(
+                            "spec.replicas",
+                            &json!(replicas),
+                            "must be greater than or equal to 0",
+                        )],
                     ));
                 }
                 let mut new = current.clone();
@@ -922,7 +1059,12 @@ fn scale_of(obj: &Value) -> Value {
     })
 }
 
-fn apply_patch(info: &ResourceInfo, patch_type: PatchType, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+fn apply_patch(
+    info: &ResourceInfo,
+    patch_type: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     let result = match patch_type {
         PatchType::Json => kaji_patch::apply_json_patch(current, patch),
         PatchType::Merge => kaji_patch::apply_merge_patch(current, patch),

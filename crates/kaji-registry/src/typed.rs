@@ -29,7 +29,11 @@ where
 ///
 /// # Errors
 /// A [`DecodeError`] when a field has the wrong type.
-pub fn normalize(api_version: &str, kind: &str, value: &Value) -> Option<Result<Value, DecodeError>> {
+pub fn normalize(
+    api_version: &str,
+    kind: &str,
+    value: &Value,
+) -> Option<Result<Value, DecodeError>> {
     let result = match (api_version, kind) {
         ("v1", "Namespace") => through::<core::v1::Namespace>(value),
         ("v1", "Pod") => through::<core::v1::Pod>(value),
@@ -87,7 +91,9 @@ pub fn remove_path(value: &mut Value, path: &str) {
             segments.push(rest.to_string());
         }
     }
-    let Some((last, parents)) = segments.split_last() else { return };
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
     let mut cur = value;
     for seg in parents {
         let next = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
@@ -135,7 +141,10 @@ mod tests {
         let input = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "bogus": 1},
                            "data": {"k": "v"}, "extra": {"x": 1}});
         let out = normalize("v1", "ConfigMap", &input).unwrap().unwrap();
-        assert_eq!(unknown_fields(&input, &out), vec![".metadata.bogus", ".extra"]);
+        assert_eq!(
+            unknown_fields(&input, &out),
+            vec![".metadata.bogus", ".extra"]
+        );
         assert!(out.get("extra").is_none());
     }
 
@@ -151,8 +160,12 @@ mod tests {
     fn wrong_types_are_decode_errors_naming_the_kind() {
         let input = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
                            "spec": {"replicas": "three"}});
-        let err = normalize("apps/v1", "Deployment", &input).unwrap().unwrap_err();
-        assert!(err.to_string().starts_with("Deployment in version \"v1\" cannot be handled as a Deployment"));
+        let err = normalize("apps/v1", "Deployment", &input)
+            .unwrap()
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment"));
     }
 
     #[test]
@@ -160,7 +173,10 @@ mod tests {
         let input = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
             "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": 1}}}]}});
         let out = normalize("v1", "Pod", &input).unwrap().unwrap();
-        assert_eq!(out["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
+        assert_eq!(
+            out["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
         assert!(unknown_fields(&input, &out).is_empty());
     }
 }

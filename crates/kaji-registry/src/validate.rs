@@ -40,7 +40,12 @@ pub fn by_kind(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
         ("apps", "DaemonSet") => workload(spec, false, Some(&["Always"]), &mut causes),
         ("batch", "Job") => job_spec(spec, "spec", &mut causes),
         ("batch", "CronJob") => {
-            if spec.get("schedule").and_then(Value::as_str).unwrap_or("").is_empty() {
+            if spec
+                .get("schedule")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 causes.push(Cause::required("spec.schedule"));
             }
             match spec.pointer("/jobTemplate/spec") {
@@ -67,14 +72,14 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
     let mut causes = Vec::new();
     let changed = |pointer: &str| new.pointer(pointer) != old.pointer(pointer);
     match (group, kind) {
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
-            if changed("/spec/selector") {
-                causes.push(Cause::invalid(
-                    "spec.selector",
-                    new.pointer("/spec/selector").unwrap_or(&Value::Null),
-                    "field is immutable",
-                ));
-            }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+            if changed("/spec/selector") =>
+        {
+            causes.push(Cause::invalid(
+                "spec.selector",
+                new.pointer("/spec/selector").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
         }
         ("batch", "Job") => {
             if changed("/spec/selector") {
@@ -102,7 +107,11 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
                     }
                 }
             }
-            for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+            for field in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ] {
                 if let Some(map) = new_spec.as_object_mut() {
                     match old_spec.get(field) {
                         Some(v) => map.insert(field.into(), v.clone()),
@@ -119,7 +128,10 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
         }
         ("", "Service") => {
             let old_ip = old.pointer("/spec/clusterIP");
-            if old_ip.is_some() && new.pointer("/spec/clusterIP").is_some() && changed("/spec/clusterIP") {
+            if old_ip.is_some()
+                && new.pointer("/spec/clusterIP").is_some()
+                && changed("/spec/clusterIP")
+            {
                 causes.push(Cause::immutable("spec.clusterIP"));
             }
         }
@@ -150,11 +162,15 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
 }
 
 fn data_keys(data: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
-    let Some(Value::Object(map)) = data else { return };
+    let Some(Value::Object(map)) = data else {
+        return;
+    };
     for key in map.keys() {
         let ok = !key.is_empty()
             && key.len() <= 253
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
             && key != "."
             && key != "..";
         if !ok {
@@ -190,7 +206,9 @@ fn workload(spec: &Value, has_replicas: bool, restart: Option<&[&str]>, causes: 
 }
 
 fn selector_matches_template(sel: &Value, spec: &Value, causes: &mut Vec<Cause>) {
-    let empty = sel.get("matchLabels").is_none_or(|m| m.as_object().is_none_or(|m| m.is_empty()))
+    let empty = sel
+        .get("matchLabels")
+        .is_none_or(|m| m.as_object().is_none_or(|m| m.is_empty()))
         && sel
             .get("matchExpressions")
             .is_none_or(|m| m.as_array().is_none_or(|m| m.is_empty()));
@@ -223,7 +241,12 @@ fn selector_matches_template(sel: &Value, spec: &Value, causes: &mut Vec<Cause>)
 
 fn job_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     match spec.pointer("/template/spec") {
-        Some(pod) => pod_spec(pod, &format!("{path}.template.spec"), Some(&["OnFailure", "Never"]), causes),
+        Some(pod) => pod_spec(
+            pod,
+            &format!("{path}.template.spec"),
+            Some(&["OnFailure", "Never"]),
+            causes,
+        ),
         None => causes.push(Cause::required(format!("{path}.template.spec.containers"))),
     }
 }
@@ -279,12 +302,22 @@ fn containers(list: &[Value], path: &str, causes: &mut Vec<Cause>) {
                 names.push(name);
             }
         }
-        if c.get("image").and_then(Value::as_str).unwrap_or("").trim().is_empty() {
+        if c.get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .is_empty()
+        {
             causes.push(Cause::required(format!("{cpath}.image")));
         }
         if let Some(Value::Array(ports)) = c.get("ports") {
             for (j, p) in ports.iter().enumerate() {
-                port_number(p.get("containerPort"), &format!("{cpath}.ports[{j}].containerPort"), true, causes);
+                port_number(
+                    p.get("containerPort"),
+                    &format!("{cpath}.ports[{j}].containerPort"),
+                    true,
+                    causes,
+                );
             }
         }
     }
@@ -304,8 +337,14 @@ fn port_number(v: Option<&Value>, path: &str, required: bool, causes: &mut Vec<C
 }
 
 fn service(spec: &Value, causes: &mut Vec<Cause>) {
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
-    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
         causes.push(Cause::not_supported(
             "spec.type",
             &json!(ty),
@@ -316,8 +355,18 @@ fn service(spec: &Value, causes: &mut Vec<Cause>) {
     match spec.get("ports").and_then(Value::as_array) {
         Some(ports) if !ports.is_empty() => {
             for (i, p) in ports.iter().enumerate() {
-                port_number(p.get("port"), &format!("spec.ports[{i}].port"), true, causes);
-                if ports.len() > 1 && p.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+                port_number(
+                    p.get("port"),
+                    &format!("spec.ports[{i}].port"),
+                    true,
+                    causes,
+                );
+                if ports.len() > 1
+                    && p.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                {
                     causes.push(Cause::required(format!("spec.ports[{i}].name")));
                 }
             }

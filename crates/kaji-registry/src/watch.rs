@@ -40,7 +40,11 @@ impl Registry {
     /// # Errors
     /// 400 for bad parameters. A compacted revision is reported as an ERROR
     /// event (410 Expired) inside the stream, as Kubernetes does.
-    pub async fn watch(self: &std::sync::Arc<Self>, ns: Option<&str>, opts: WatchOptions) -> Result<WatchEventStream, ApiError> {
+    pub async fn watch(
+        self: &std::sync::Arc<Self>,
+        ns: Option<&str>,
+        opts: WatchOptions,
+    ) -> Result<WatchEventStream, ApiError> {
         self.check_fields(opts.field_selector.as_ref())?;
         let prefix = self.prefix(ns);
         let rv = opts.resource_version.as_deref().filter(|rv| !rv.is_empty());
@@ -54,7 +58,11 @@ impl Registry {
                 .map_err(internal)?;
             for kv in &page.kvs {
                 let obj = self.decode(kv)?;
-                if self.selected(&obj, opts.label_selector.as_ref(), opts.field_selector.as_ref()) {
+                if self.selected(
+                    &obj,
+                    opts.label_selector.as_ref(),
+                    opts.field_selector.as_ref(),
+                ) {
                     first.push(event("ADDED", obj));
                 }
             }
@@ -68,7 +76,11 @@ impl Registry {
         let changes = match self.store.watch(&prefix, start).await {
             Ok(s) => s,
             Err(StoreError::Compacted { requested, .. }) => {
-                let err = ApiError::expired(format!("too old resource version: {} ({})", requested - 1, requested));
+                let err = ApiError::expired(format!(
+                    "too old resource version: {} ({})",
+                    requested - 1,
+                    requested
+                ));
                 return Ok(stream::iter(vec![error_event(&err)]).boxed());
             }
             Err(e) => return Err(internal(e)),
@@ -80,9 +92,9 @@ impl Registry {
             .filter_map(move |item| {
                 let this = this.clone();
                 let out = match item {
-                    Err(StoreError::Compacted { requested, .. }) => Some(error_event(&ApiError::expired(
-                        format!("too old resource version: {requested}"),
-                    ))),
+                    Err(StoreError::Compacted { requested, .. }) => Some(error_event(
+                        &ApiError::expired(format!("too old resource version: {requested}")),
+                    )),
                     Err(e) => Some(error_event(&internal(e))),
                     Ok(ev) => this.translate(ev, labels.as_ref(), fields.as_ref()),
                 };
@@ -99,7 +111,9 @@ impl Registry {
         fields: Option<&kaji_core::selector::FieldSelector>,
     ) -> Option<Value> {
         let prev = ev.prev.as_ref().and_then(|kv| self.decode(kv).ok());
-        let was = prev.as_ref().is_some_and(|p| self.selected(p, labels, fields));
+        let was = prev
+            .as_ref()
+            .is_some_and(|p| self.selected(p, labels, fields));
         match ev.event_type {
             EventType::Put => {
                 let obj = self.decode(&ev.kv).ok()?;
@@ -130,6 +144,13 @@ mod tests {
 
     use crate::{BuiltinStrategy, ListOptions, Registry, WatchOptions, WriteOptions};
 
+    async fn next(events: &mut crate::WatchEventStream) -> serde_json::Value {
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("timed out waiting for a watch event")
+            .expect("the watch ended early")
+    }
+
     fn configmaps(store: Arc<dyn Store>) -> Arc<Registry> {
         let info = kaji_core::catalogue::find("", "v1", "configmaps").unwrap();
         Arc::new(Registry::new(store, Arc::new(BuiltinStrategy::new(info))))
@@ -137,7 +158,10 @@ mod tests {
 
     async fn with_namespace(store: &Arc<dyn Store>) {
         store
-            .create("/registry/namespaces/default", br#"{"metadata":{"name":"default"}}"#.to_vec())
+            .create(
+                "/registry/namespaces/default",
+                br#"{"metadata":{"name":"default"}}"#.to_vec(),
+            )
             .await
             .unwrap();
     }
@@ -151,14 +175,35 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         with_namespace(&store).await;
         let reg = configmaps(store.clone());
-        let first = reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
-        reg.create(Some("default"), cm("b"), &WriteOptions::default()).await.unwrap();
-        reg.create(Some("default"), cm("c"), &WriteOptions::default()).await.unwrap();
+        let first = reg
+            .create(Some("default"), cm("a"), &WriteOptions::default())
+            .await
+            .unwrap();
+        reg.create(Some("default"), cm("b"), &WriteOptions::default())
+            .await
+            .unwrap();
+        reg.create(Some("default"), cm("c"), &WriteOptions::default())
+            .await
+            .unwrap();
         // Compaction keeps its own revision: the history after `a` (from `b` on) is gone.
-        store.compact(store.current_revision().await.unwrap()).await.unwrap();
-        let rv = first.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-        let opts = WatchOptions { resource_version: Some(rv), ..Default::default() };
-        let events: Vec<_> = reg.watch(Some("default"), opts).await.unwrap().collect().await;
+        store
+            .compact(store.current_revision().await.unwrap())
+            .await
+            .unwrap();
+        let rv = first.object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let opts = WatchOptions {
+            resource_version: Some(rv),
+            ..Default::default()
+        };
+        let events: Vec<_> = reg
+            .watch(Some("default"), opts)
+            .await
+            .unwrap()
+            .collect()
+            .await;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["type"], "ERROR");
         assert_eq!(events[0]["object"]["code"], 410);
@@ -171,14 +216,37 @@ mod tests {
         with_namespace(&store).await;
         let reg = configmaps(store.clone());
         for n in ["a", "b", "c"] {
-            reg.create(Some("default"), cm(n), &WriteOptions::default()).await.unwrap();
+            reg.create(Some("default"), cm(n), &WriteOptions::default())
+                .await
+                .unwrap();
         }
-        let page = reg.list(Some("default"), &ListOptions { limit: 1, ..Default::default() }).await.unwrap();
+        let page = reg
+            .list(
+                Some("default"),
+                &ListOptions {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         let token = page["metadata"]["continue"].as_str().unwrap().to_string();
-        reg.create(Some("default"), cm("d"), &WriteOptions::default()).await.unwrap();
-        store.compact(store.current_revision().await.unwrap()).await.unwrap();
+        reg.create(Some("default"), cm("d"), &WriteOptions::default())
+            .await
+            .unwrap();
+        store
+            .compact(store.current_revision().await.unwrap())
+            .await
+            .unwrap();
         let err = reg
-            .list(Some("default"), &ListOptions { limit: 1, continue_token: Some(token), ..Default::default() })
+            .list(
+                Some("default"),
+                &ListOptions {
+                    limit: 1,
+                    continue_token: Some(token),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!((err.code, err.reason), (410, "Expired"));
@@ -189,14 +257,29 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         with_namespace(&store).await;
         let reg = configmaps(store.clone());
-        reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
-        let opts = WatchOptions { send_initial_events: true, allow_bookmarks: true, ..Default::default() };
+        reg.create(Some("default"), cm("a"), &WriteOptions::default())
+            .await
+            .unwrap();
+        let opts = WatchOptions {
+            send_initial_events: true,
+            allow_bookmarks: true,
+            ..Default::default()
+        };
         let mut events = reg.watch(Some("default"), opts).await.unwrap();
-        let added = events.next().await.unwrap();
-        assert_eq!((added["type"].as_str(), added["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("a")));
-        let bookmark = events.next().await.unwrap();
+        let added = next(&mut events).await;
+        assert_eq!(
+            (
+                added["type"].as_str(),
+                added["object"]["metadata"]["name"].as_str()
+            ),
+            (Some("ADDED"), Some("a"))
+        );
+        let bookmark = next(&mut events).await;
         assert_eq!(bookmark["type"], "BOOKMARK");
-        assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+        assert_eq!(
+            bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+            "true"
+        );
     }
 
     #[tokio::test]
@@ -204,18 +287,35 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         with_namespace(&store).await;
         let reg = configmaps(store.clone());
-        let created = reg.create(Some("default"), cm("a"), &WriteOptions::default()).await.unwrap();
-        let rv = created.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let created = reg
+            .create(Some("default"), cm("a"), &WriteOptions::default())
+            .await
+            .unwrap();
+        let rv = created.object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let sel = kaji_core::selector::LabelSelector::parse("app=web").unwrap();
-        let opts = WatchOptions { resource_version: Some(rv), label_selector: Some(sel), ..Default::default() };
+        let opts = WatchOptions {
+            resource_version: Some(rv),
+            label_selector: Some(sel),
+            ..Default::default()
+        };
         let mut events = reg.watch(Some("default"), opts).await.unwrap();
         let patch = |v: &str| json!({"metadata": {"labels": {"app": v}}});
         for v in ["web", "db"] {
-            reg.patch(Some("default"), "a", kaji_patch::PatchType::Merge, patch(v), crate::Part::Main, &WriteOptions::default())
-                .await
-                .unwrap();
+            reg.patch(
+                Some("default"),
+                "a",
+                kaji_patch::PatchType::Merge,
+                patch(v),
+                crate::Part::Main,
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         }
-        assert_eq!(events.next().await.unwrap()["type"], "ADDED");
-        assert_eq!(events.next().await.unwrap()["type"], "DELETED");
+        assert_eq!(next(&mut events).await["type"], "ADDED");
+        assert_eq!(next(&mut events).await["type"], "DELETED");
     }
 }

@@ -11,7 +11,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kaji", version, about = "A Kubernetes-compatible control plane in one binary")]
+#[command(
+    name = "kaji",
+    version,
+    about = "A Kubernetes-compatible control plane in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,9 @@ struct ServerArgs {
 }
 
 fn default_data_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".kaji")
 }
 
@@ -52,7 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Up(a) | Command::Apiserver(a) => a.clone(),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -65,7 +73,8 @@ fn main() -> anyhow::Result<()> {
 async fn run_apiserver(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_path = data_dir.join("kaji.db");
     let durable: Arc<dyn kaji_store::Store> = Arc::new(
         kaji_store_sqlite::SqliteStore::open(&store_path)
@@ -88,17 +97,32 @@ async fn run_apiserver(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let config = kaji_apiserver::Config { listen: addr, pki: pki.clone() };
+    let config = kaji_apiserver::Config {
+        listen: addr,
+        pki: pki.clone(),
+    };
     let server = kaji_apiserver::ApiServer::new(store, &config);
-    server.bootstrap().await.context("creating the system namespaces")?;
+    server
+        .bootstrap()
+        .await
+        .context("creating the system namespaces")?;
     let scheme = if pki.is_some() { "https" } else { "http" };
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if addr.is_ipv6() { format!("[{host}]") } else { host };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let url = format!("{scheme}://{host}:{}", addr.port());
     let kubeconfig = data_dir.join("kubeconfig");
     match &pki {
         Some(pki) => {
-            pki.write_kubeconfig(&kubeconfig, &url).context("writing the kubeconfig")?;
+            pki.write_kubeconfig(&kubeconfig, &url)
+                .context("writing the kubeconfig")?;
         }
         None => write_insecure_kubeconfig(&kubeconfig, &url)?,
     }

@@ -6,7 +6,13 @@ mod common;
 use common::Cluster;
 use http::{Method, Request};
 
-async fn call(c: &kube::Client, method: Method, uri: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+async fn call(
+    c: &kube::Client,
+    method: Method,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -16,8 +22,14 @@ async fn call(c: &kube::Client, method: Method, uri: &str, content_type: &str, b
         .unwrap();
     let resp = c.send(req.map(kube::client::Body::from)).await.unwrap();
     let code = resp.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        code,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn assert_status(got: &(u16, serde_json::Value), code: u16, reason: &str) {
@@ -33,18 +45,55 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 async fn malformed_oversized_and_unsupported_bodies_are_rejected_cleanly() {
     let cluster = Cluster::start();
     let c = cluster.client().await;
-    assert_status(&call(&c, Method::POST, CMS, "application/json", b"{not json".to_vec()).await, 400, "BadRequest");
-    assert_status(&call(&c, Method::POST, CMS, "text/plain", b"hello".to_vec()).await, 415, "UnsupportedMediaType");
-    let huge = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4 << 20));
-    assert_status(&call(&c, Method::POST, CMS, "application/json", huge.into_bytes()).await, 413, "RequestEntityTooLarge");
-    let mismatch = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec();
-    assert_status(&call(&c, Method::POST, CMS, "application/json", mismatch).await, 400, "BadRequest");
     assert_status(
-        &call(&c, Method::PATCH, &format!("{CMS}/none"), "application/merge-patch+json", b"{}".to_vec()).await,
+        &call(
+            &c,
+            Method::POST,
+            CMS,
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &call(&c, Method::POST, CMS, "text/plain", b"hello".to_vec()).await,
+        415,
+        "UnsupportedMediaType",
+    );
+    let huge = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    assert_status(
+        &call(&c, Method::POST, CMS, "application/json", huge.into_bytes()).await,
+        413,
+        "RequestEntityTooLarge",
+    );
+    let mismatch = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec();
+    assert_status(
+        &call(&c, Method::POST, CMS, "application/json", mismatch).await,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &call(
+            &c,
+            Method::PATCH,
+            &format!("{CMS}/none"),
+            "application/merge-patch+json",
+            b"{}".to_vec(),
+        )
+        .await,
         404,
         "NotFound",
     );
-    assert_status(&call(&c, Method::PUT, CMS, "application/json", b"{}".to_vec()).await, 405, "MethodNotAllowed");
+    assert_status(
+        &call(&c, Method::PUT, CMS, "application/json", b"{}".to_vec()).await,
+        405,
+        "MethodNotAllowed",
+    );
     // Nothing above left a half-written object behind.
     let (code, list) = call(&c, Method::GET, CMS, "application/json", vec![]).await;
     assert_eq!(code, 200);
@@ -59,10 +108,26 @@ async fn invalid_objects_are_422_with_every_cause() {
     let bad = br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
         "spec":{"replicas":-1,"selector":{"matchLabels":{"app":"a"}},
         "template":{"metadata":{"labels":{"app":"b"}},"spec":{"containers":[{"name":"c"}]}}}}"#;
-    let got = call(&c, Method::POST, "/apis/apps/v1/namespaces/default/deployments", "application/json", bad.to_vec()).await;
+    let got = call(
+        &c,
+        Method::POST,
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        bad.to_vec(),
+    )
+    .await;
     assert_status(&got, 422, "Invalid");
-    let fields: Vec<&str> = got.1["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
-    for f in ["spec.replicas", "spec.template.metadata.labels", "spec.template.spec.containers[0].image"] {
+    let fields: Vec<&str> = got.1["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "spec.replicas",
+        "spec.template.metadata.labels",
+        "spec.template.spec.containers[0].image",
+    ] {
         assert!(fields.contains(&f), "missing cause {f}: {fields:?}");
     }
 }
@@ -71,10 +136,26 @@ async fn invalid_objects_are_422_with_every_cause() {
 async fn strict_field_validation_rejects_unknown_fields_and_warn_accepts() {
     let cluster = Cluster::start();
     let c = cluster.client().await;
-    let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"f"},"data":{},"bogus":1}"#.to_vec();
-    let strict = call(&c, Method::POST, &format!("{CMS}?fieldValidation=Strict"), "application/json", body.clone()).await;
+    let body =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"f"},"data":{},"bogus":1}"#
+            .to_vec();
+    let strict = call(
+        &c,
+        Method::POST,
+        &format!("{CMS}?fieldValidation=Strict"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
     assert_status(&strict, 400, "BadRequest");
-    assert!(strict.1["message"].as_str().unwrap().contains(r#"unknown field "bogus""#), "{}", strict.1);
+    assert!(
+        strict.1["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"unknown field "bogus""#),
+        "{}",
+        strict.1
+    );
     let warned = call(&c, Method::POST, CMS, "application/json", body).await;
     assert_eq!(warned.0, 201);
     assert!(warned.1.get("bogus").is_none(), "unknown fields are pruned");
@@ -85,16 +166,34 @@ async fn dry_run_validates_without_writing() {
     let cluster = Cluster::start();
     let c = cluster.client().await;
     let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry"}}"#.to_vec();
-    let got = call(&c, Method::POST, &format!("{CMS}?dryRun=All"), "application/json", body).await;
+    let got = call(
+        &c,
+        Method::POST,
+        &format!("{CMS}?dryRun=All"),
+        "application/json",
+        body,
+    )
+    .await;
     assert_eq!(got.0, 201);
     assert_eq!(got.1["metadata"]["name"], "dry");
-    assert_status(&call(&c, Method::GET, &format!("{CMS}/dry"), "", vec![]).await, 404, "NotFound");
+    assert_status(
+        &call(&c, Method::GET, &format!("{CMS}/dry"), "", vec![]).await,
+        404,
+        "NotFound",
+    );
 }
 
 #[tokio::test]
 async fn garbage_continue_tokens_are_400() {
     let cluster = Cluster::start();
     let c = cluster.client().await;
-    let bad = call(&c, Method::GET, &format!("{CMS}?continue=garbage"), "", vec![]).await;
+    let bad = call(
+        &c,
+        Method::GET,
+        &format!("{CMS}?continue=garbage"),
+        "",
+        vec![],
+    )
+    .await;
     assert_status(&bad, 400, "BadRequest");
 }

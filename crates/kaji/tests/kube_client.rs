@@ -8,7 +8,16 @@ use std::sync::{Arc, Mutex};
 use common::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+
+/// Bounds every wait on a stream so a missing event fails the test instead of hanging it.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(20), f)
+        .await
+        .expect("timed out waiting for a watch event")
+}
 
 fn cm(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
@@ -23,10 +32,16 @@ fn cm(name: &str, value: &str) -> ConfigMap {
 async fn stale_update_conflicts_and_fresh_update_wins() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    let created = api.create(&PostParams::default(), &cm("a", "1")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap();
     let mut fresh = created.clone();
     fresh.data = Some(BTreeMap::from([("v".into(), "2".into())]));
-    let updated = api.replace("a", &PostParams::default(), &fresh).await.unwrap();
+    let updated = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert!(updated.metadata.resource_version > created.metadata.resource_version);
     let mut stale = created.clone();
     stale.data = Some(BTreeMap::from([("v".into(), "3".into())]));
@@ -44,16 +59,36 @@ async fn stale_update_conflicts_and_fresh_update_wins() {
 async fn watch_is_ordered_and_resumes_from_a_resource_version() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    let start = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut stream = api.watch(&WatchParams::default(), &start).await.unwrap().boxed();
-    api.create(&PostParams::default(), &cm("w", "1")).await.unwrap();
-    api.patch("w", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"v": "2"}}))).await.unwrap();
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("w", "1"))
+        .await
+        .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
     api.delete("w", &DeleteParams::default()).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        match stream.try_next().await.unwrap().unwrap() {
+        match within(stream.try_next()).await.unwrap().unwrap() {
             WatchEvent::Added(o) => seen.push(("ADDED", o.metadata.resource_version.unwrap())),
-            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.metadata.resource_version.unwrap())),
+            WatchEvent::Modified(o) => {
+                seen.push(("MODIFIED", o.metadata.resource_version.unwrap()))
+            }
             WatchEvent::Deleted(o) => seen.push(("DELETED", o.metadata.resource_version.unwrap())),
             WatchEvent::Bookmark(_) => {}
             WatchEvent::Error(e) => panic!("{e:?}"),
@@ -64,8 +99,12 @@ async fn watch_is_ordered_and_resumes_from_a_resource_version() {
     let revs: Vec<i64> = seen.iter().map(|s| s.1.parse().unwrap()).collect();
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
     // Resuming from the first event's revision replays exactly what followed it.
-    let mut resumed = api.watch(&WatchParams::default(), &seen[0].1).await.unwrap().boxed();
-    match resumed.try_next().await.unwrap().unwrap() {
+    let mut resumed = api
+        .watch(&WatchParams::default(), &seen[0].1)
+        .await
+        .unwrap()
+        .boxed();
+    match within(resumed.try_next()).await.unwrap().unwrap() {
         WatchEvent::Modified(o) => assert_eq!(o.metadata.resource_version.unwrap(), seen[1].1),
         other => panic!("expected MODIFIED, got {other:?}"),
     }
@@ -76,7 +115,9 @@ async fn pagination_returns_every_object_once() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     for i in 0..25 {
-        api.create(&PostParams::default(), &cm(&format!("p-{i:02}"), "x")).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("p-{i:02}"), "x"))
+            .await
+            .unwrap();
     }
     let mut names = Vec::new();
     let mut token: Option<String> = None;
@@ -109,9 +150,13 @@ async fn finalizers_hold_deletion_until_removed() {
     api.delete("held", &DeleteParams::default()).await.unwrap();
     let marked = api.get("held").await.unwrap();
     assert!(marked.metadata.deletion_timestamp.is_some());
-    api.patch("held", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})))
-        .await
-        .unwrap();
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     match api.get("held").await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
         other => panic!("expected the object gone, got {other:?}"),
@@ -123,15 +168,31 @@ async fn objects_survive_a_restart_and_revisions_keep_growing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Cluster::start_in(tmp.path(), "127.0.0.1:0");
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    let before = api.create(&PostParams::default(), &cm("keep", "1")).await.unwrap();
+    let before = api
+        .create(&PostParams::default(), &cm("keep", "1"))
+        .await
+        .unwrap();
     c.stop();
     let c = Cluster::start_in(tmp.path(), "127.0.0.1:0");
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     let after = api.get("keep").await.unwrap();
     assert_eq!(after.metadata.uid, before.metadata.uid);
-    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
-    let next = api.create(&PostParams::default(), &cm("next", "1")).await.unwrap();
-    let rv = |o: &ConfigMap| o.metadata.resource_version.clone().unwrap().parse::<i64>().unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    let next = api
+        .create(&PostParams::default(), &cm("next", "1"))
+        .await
+        .unwrap();
+    let rv = |o: &ConfigMap| {
+        o.metadata
+            .resource_version
+            .clone()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
     assert!(rv(&next) > rv(&after));
 }
 
@@ -150,7 +211,10 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
                 for i in 0.. {
                     let name = format!("r{round}-w{w}-{i}");
                     match api.create(&PostParams::default(), &cm(&name, "v")).await {
-                        Ok(o) => acked.lock().unwrap().push((name, o.metadata.resource_version.unwrap())),
+                        Ok(o) => acked
+                            .lock()
+                            .unwrap()
+                            .push((name, o.metadata.resource_version.unwrap())),
                         Err(_) => break,
                     }
                 }
@@ -162,17 +226,29 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
             let _ = t.await;
         }
         let acked = acked.lock().unwrap().clone();
-        assert!(!acked.is_empty(), "round {round}: no write was acknowledged");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: no write was acknowledged"
+        );
         let c = Cluster::start_in(tmp.path(), "127.0.0.1:0");
         let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
         let list = api.list(&ListParams::default()).await.unwrap();
         let present: BTreeMap<String, String> = list
             .items
             .iter()
-            .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version.clone().unwrap()))
+            .map(|o| {
+                (
+                    o.metadata.name.clone().unwrap(),
+                    o.metadata.resource_version.clone().unwrap(),
+                )
+            })
             .collect();
         for (name, rv) in &acked {
-            assert_eq!(present.get(name), Some(rv), "round {round}: acknowledged {name}@{rv} lost");
+            assert_eq!(
+                present.get(name),
+                Some(rv),
+                "round {round}: acknowledged {name}@{rv} lost"
+            );
         }
         drop(c);
     }
@@ -182,13 +258,17 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
 async fn list_watch_stream_via_runtime_watcher_sees_initial_objects() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    api.create(&PostParams::default(), &cm("pre", "1")).await.unwrap();
+    api.create(&PostParams::default(), &cm("pre", "1"))
+        .await
+        .unwrap();
     let events = kube::runtime::watcher(api.clone(), kube::runtime::watcher::Config::default());
     let mut objects = kube::runtime::WatchStreamExt::applied_objects(events).boxed();
-    let first = objects.try_next().await.unwrap().unwrap();
+    let first = within(objects.try_next()).await.unwrap().unwrap();
     assert_eq!(first.metadata.name.as_deref(), Some("pre"));
-    api.create(&PostParams::default(), &cm("post", "1")).await.unwrap();
-    let second = objects.try_next().await.unwrap().unwrap();
+    api.create(&PostParams::default(), &cm("post", "1"))
+        .await
+        .unwrap();
+    let second = within(objects.try_next()).await.unwrap().unwrap();
     assert_eq!(second.metadata.name.as_deref(), Some("post"));
 }
 
@@ -213,7 +293,9 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
     use base64::Engine;
     let text = String::from_utf8_lossy(pem);
     let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 fn deployment(name: &str) -> k8s_openapi::api::apps::v1::Deployment {
@@ -235,21 +317,40 @@ async fn status_is_written_only_through_its_subresource_and_spec_bumps_generatio
     use k8s_openapi::api::apps::v1::Deployment;
     let c = Cluster::start();
     let api: Api<Deployment> = Api::namespaced(c.client().await, "default");
-    api.create(&PostParams::default(), &deployment("st")).await.unwrap();
+    api.create(&PostParams::default(), &deployment("st"))
+        .await
+        .unwrap();
     // The main endpoint ignores status.
-    api.patch("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": {"replicas": 7}}))).await.unwrap();
+    api.patch(
+        "st",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"replicas": 7}})),
+    )
+    .await
+    .unwrap();
     let d = api.get("st").await.unwrap();
     assert!(d.status.as_ref().and_then(|s| s.replicas).is_none());
     assert_eq!(d.metadata.generation, Some(1));
     // The status subresource writes status and leaves spec and generation alone.
     let patched = api
-        .patch_status("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": {"replicas": 7}, "spec": {"replicas": 9}})))
+        .patch_status(
+            "st",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"replicas": 7}, "spec": {"replicas": 9}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.status.unwrap().replicas, Some(7));
     assert_eq!(patched.spec.unwrap().replicas, Some(1));
     assert_eq!(patched.metadata.generation, Some(1));
-    let scaled = api.patch("st", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}}))).await.unwrap();
+    let scaled = api
+        .patch(
+            "st",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(scaled.metadata.generation, Some(2));
 }
 
@@ -258,13 +359,22 @@ async fn immutable_selector_and_generate_name() {
     use k8s_openapi::api::apps::v1::Deployment;
     let c = Cluster::start();
     let api: Api<Deployment> = Api::namespaced(c.client().await, "default");
-    api.create(&PostParams::default(), &deployment("imm")).await.unwrap();
+    api.create(&PostParams::default(), &deployment("imm"))
+        .await
+        .unwrap();
     let change = serde_json::json!({"spec": {"selector": {"matchLabels": {"app": "other"}},
         "template": {"metadata": {"labels": {"app": "other"}}}}});
-    match api.patch("imm", &PatchParams::default(), &Patch::Merge(change)).await {
+    match api
+        .patch("imm", &PatchParams::default(), &Patch::Merge(change))
+        .await
+    {
         Err(kube::Error::Api(s)) => {
             assert_eq!(s.code, 422);
-            assert!(s.message.contains("spec.selector") && s.message.contains("field is immutable"), "{}", s.message);
+            assert!(
+                s.message.contains("spec.selector") && s.message.contains("field is immutable"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected 422, got {other:?}"),
     }
@@ -272,8 +382,14 @@ async fn immutable_selector_and_generate_name() {
     let mut generated = cm("", "1");
     generated.metadata.name = None;
     generated.metadata.generate_name = Some("gen-".into());
-    let a = cms.create(&PostParams::default(), &generated).await.unwrap();
-    let b = cms.create(&PostParams::default(), &generated).await.unwrap();
+    let a = cms
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let b = cms
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
     let (a, b) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
     assert!(a.starts_with("gen-") && a.len() == 9 && a != b, "{a} {b}");
 }
@@ -291,8 +407,15 @@ async fn binding_sets_the_node_once() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let binding = Binding {
-        metadata: kube::api::ObjectMeta { name: Some("p".into()), ..Default::default() },
-        target: ObjectReference { kind: Some("Node".into()), name: Some("node-1".into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("p".into()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some("node-1".into()),
+            ..Default::default()
+        },
     };
     let bind = |b: Binding| {
         let client = client.clone();
@@ -308,15 +431,23 @@ async fn binding_sets_the_node_once() {
     let bound = pods.get("p").await.unwrap();
     assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
     let scheduled = bound.status.unwrap().conditions.unwrap();
-    assert!(scheduled.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    assert!(scheduled
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "True"));
     match bind(binding).await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 409),
         other => panic!("second binding must conflict, got {other:?}"),
     }
     // Field selectors on pods' spec.nodeName.
-    let on_node = pods.list(&ListParams::default().fields("spec.nodeName=node-1")).await.unwrap();
+    let on_node = pods
+        .list(&ListParams::default().fields("spec.nodeName=node-1"))
+        .await
+        .unwrap();
     assert_eq!(on_node.items.len(), 1);
-    let elsewhere = pods.list(&ListParams::default().fields("spec.nodeName=node-2")).await.unwrap();
+    let elsewhere = pods
+        .list(&ListParams::default().fields("spec.nodeName=node-2"))
+        .await
+        .unwrap();
     assert!(elsewhere.items.is_empty());
 }
 
@@ -326,22 +457,35 @@ async fn terminating_and_missing_namespaces_refuse_new_objects() {
     let c = Cluster::start();
     let client = c.client().await;
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "doomed"}})).unwrap();
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "doomed"}})).unwrap();
     nss.create(&PostParams::default(), &ns).await.unwrap();
-    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    nss.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
     let terminating = nss.get("doomed").await.unwrap();
-    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
     match api.create(&PostParams::default(), &cm("late", "1")).await {
         Err(kube::Error::Api(s)) => {
             assert_eq!(s.code, 403);
-            assert!(s.message.contains("because it is being terminated"), "{}", s.message);
+            assert!(
+                s.message.contains("because it is being terminated"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected 403, got {other:?}"),
     }
     let missing: Api<ConfigMap> = Api::namespaced(client, "nowhere");
     match missing.create(&PostParams::default(), &cm("x", "1")).await {
-        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.message.as_str()), (404, r#"namespaces "nowhere" not found"#)),
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (404, r#"namespaces "nowhere" not found"#)
+        ),
         other => panic!("expected 404, got {other:?}"),
     }
 }

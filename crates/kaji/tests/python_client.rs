@@ -13,7 +13,11 @@ fn official_python_client_works_unchanged() {
         .env("KUBECONFIG", c.kubeconfig())
         .output()
         .expect("python3 runs (install the client with `pip install kubernetes pytest`)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "pytest failed:\n{text}");
     assert!(text.contains("5 passed"), "{text}");
 }

@@ -58,7 +58,12 @@ impl Cluster {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let url = url.expect("kaji did not report ready");
-        Cluster { child: Some(child), data_dir: dir.to_path_buf(), url, _tmp: None }
+        Cluster {
+            child: Some(child),
+            data_dir: dir.to_path_buf(),
+            url,
+            _tmp: None,
+        }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -78,13 +83,22 @@ impl Cluster {
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()));
         cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().expect("kubectl output");
         Output {
@@ -97,9 +111,10 @@ impl Cluster {
     /// A kube-rs client for this cluster.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig parses");
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig loads");
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig loads");
         kube::Client::try_from(config).expect("client builds")
     }
 
@@ -121,7 +136,10 @@ impl Cluster {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Cluster {
@@ -142,7 +160,11 @@ impl Output {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub fn success(&self) -> &str {
-        assert!(self.ok, "kubectl failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.ok,
+            "kubectl failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         &self.stdout
     }
 
