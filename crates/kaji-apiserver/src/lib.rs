@@ -10,6 +10,7 @@ mod compactor;
 mod discovery;
 mod encoding;
 mod handler;
+mod metered;
 mod metrics;
 mod path;
 mod server;
@@ -44,7 +45,7 @@ pub struct Config {
 /// The shared state of a running API server.
 pub struct ApiServer {
     registries: HashMap<(String, String, String), Arc<Registry>>,
-    pub(crate) metrics: metrics::Metrics,
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) pki: Option<Arc<Pki>>,
     pub(crate) server_address: String,
     pub(crate) openapi: server::OpenApiCache,
@@ -53,6 +54,8 @@ pub struct ApiServer {
 impl ApiServer {
     /// Builds registries for every built-in resource over `store`.
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Arc<Self> {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let store: Arc<dyn Store> = Arc::new(metered::MeteredStore::new(store, metrics.clone()));
         let registries = catalogue::builtin()
             .iter()
             .map(|info| {
@@ -72,7 +75,7 @@ impl ApiServer {
             .collect();
         Arc::new(ApiServer {
             registries,
-            metrics: metrics::Metrics::default(),
+            metrics,
             pki: config.pki.clone(),
             server_address: config.listen.to_string(),
             openapi: server::OpenApiCache::default(),

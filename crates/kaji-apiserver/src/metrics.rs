@@ -22,7 +22,38 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latencies: Mutex<BTreeMap<(String, String), Histogram>>,
+    store: Mutex<BTreeMap<&'static str, Histogram>>,
     watchers: AtomicI64,
+}
+
+impl Histogram {
+    fn observe(&mut self, elapsed: Duration) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
 }
 
 impl Metrics {
@@ -34,21 +65,22 @@ impl Metrics {
             .expect("metrics lock")
             .entry((verb.to_string(), resource.to_string(), code))
             .or_default() += 1;
-        let mut lat = self.latencies.lock().expect("metrics lock");
-        let h = lat
+        self.latencies
+            .lock()
+            .expect("metrics lock")
             .entry((verb.to_string(), resource.to_string()))
-            .or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
-        }
-        let secs = elapsed.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+            .or_default()
+            .observe(elapsed);
+    }
+
+    /// Records one store call.
+    pub fn observe_store(&self, operation: &'static str, elapsed: Duration) {
+        self.store
+            .lock()
+            .expect("metrics lock")
+            .entry(operation)
+            .or_default()
+            .observe(elapsed);
     }
 
     /// A watch opened (+1) or closed (-1).
@@ -66,12 +98,19 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         for ((verb, resource), h) in self.latencies.lock().expect("metrics lock").iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"{b}\"}} {}", h.counts[i]);
-            }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}", h.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}", h.count);
+            h.render(
+                &mut out,
+                "apiserver_request_duration_seconds",
+                &format!("verb=\"{verb}\",resource=\"{resource}\""),
+            );
+        }
+        out.push_str("# HELP etcd_request_duration_seconds Store request latency in seconds for each operation.\n# TYPE etcd_request_duration_seconds histogram\n");
+        for (op, h) in self.store.lock().expect("metrics lock").iter() {
+            h.render(
+                &mut out,
+                "etcd_request_duration_seconds",
+                &format!("operation=\"{op}\""),
+            );
         }
         out.push_str("# HELP apiserver_registered_watchers Number of currently open watches.\n# TYPE apiserver_registered_watchers gauge\n");
         let _ = writeln!(

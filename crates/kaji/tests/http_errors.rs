@@ -197,3 +197,79 @@ async fn garbage_continue_tokens_are_400() {
     .await;
     assert_status(&bad, 400, "BadRequest");
 }
+
+#[tokio::test]
+async fn protobuf_only_clients_get_protobuf_and_json_clients_get_json() {
+    let cluster = Cluster::start();
+    let c = cluster.client().await;
+    let body =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"pb"},"data":{"k":"v"}}"#
+            .to_vec();
+    assert_eq!(
+        call(&c, Method::POST, CMS, "application/json", body)
+            .await
+            .0,
+        201
+    );
+    let req = Request::get(format!("{CMS}/pb"))
+        .header("accept", "application/vnd.kubernetes.protobuf")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.kubernetes.protobuf"
+    );
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..4], b"k8s\0");
+    let obj = kaji_protobuf::decode(&bytes).unwrap();
+    assert_eq!(
+        (obj["kind"].as_str(), obj["data"]["k"].as_str()),
+        (Some("ConfigMap"), Some("v"))
+    );
+    assert_status(
+        &call_accept(&c, &format!("{CMS}/pb"), "application/cbor").await,
+        406,
+        "NotAcceptable",
+    );
+}
+
+#[tokio::test]
+async fn watches_end_after_timeout_seconds() {
+    let cluster = Cluster::start();
+    let c = cluster.client().await;
+    let started = std::time::Instant::now();
+    let req = Request::get(format!("{CMS}?watch=true&timeoutSeconds=1"))
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        http_body_util::BodyExt::collect(resp.into_body()),
+    )
+    .await
+    .expect("the watch must end by itself");
+    body.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+async fn call_accept(c: &kube::Client, uri: &str, accept: &str) -> (u16, serde_json::Value) {
+    let req = Request::get(uri)
+        .header("accept", accept)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        code,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
