@@ -1,0 +1,38 @@
+//! The controller manager: level-triggered, idempotent reconcilers that
+//! close the gap between desired and current state.
+//!
+//! Every controller here talks to the API exactly as an out-of-tree
+//! controller would — through kube-rs (watchers, reflectors, `Controller`)
+//! over HTTP — and never touches the store or another component's internals.
+//! Each module owns one controller and exposes `run(client)`.
+
+pub mod gc;
+pub mod namespace;
+pub mod replicaset;
+
+/// Why a controller stopped or a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// Discovery of the served resources failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    /// An object lacks a field the controller needs (name, namespace, uid).
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+}
+
+/// Runs every controller until one of them stops (they only stop on a fatal error).
+///
+/// # Errors
+/// The first fatal controller error.
+pub async fn run(client: kube::Client) -> Result<(), Error> {
+    tokio::try_join!(
+        namespace::run(client.clone()),
+        gc::run(client.clone()),
+        replicaset::run(client),
+    )?;
+    Ok(())
+}
