@@ -27,6 +27,18 @@ enum Command {
     Up(ServerArgs),
     /// Run only the API server.
     Apiserver(ServerArgs),
+    /// Run only the controllers, against any API server.
+    ControllerManager(ClientArgs),
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// Kubeconfig of the cluster to manage.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Log filter, e.g. `info` or `kaji=debug`.
+    #[arg(long, env = "KAJI_LOG", default_value = "info")]
+    log: String,
 }
 
 #[derive(Args, Clone)]
@@ -70,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run_apiserver(args))
 }
 
-async fn run_apiserver(args: ServerArgs) -> anyhow::Result<()> {
+async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -132,6 +144,16 @@ async fn run_apiserver(args: ServerArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis(),
         kubeconfig.display()
     );
+    if whole_cluster {
+        // The controllers use the API over loopback with the admin
+        // credentials, exactly as they would from their own process.
+        let client = client_from(&kubeconfig).await?;
+        tokio::spawn(async move {
+            if let Err(e) = kaji_controllers::run(client).await {
+                tracing::error!(error = %e, "controllers stopped");
+            }
+        });
+    }
     kaji_apiserver::serve(server, listener, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
