@@ -612,30 +612,21 @@ impl Registry {
                     created: false,
                 });
             }
-            if finalized {
-                match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok((rev, _)) => {
-                        meta_mut(&mut new).insert("resourceVersion".into(), rev.to_string().into());
-                        return Ok(Outcome {
-                            object: new,
-                            warnings: Vec::new(),
-                            created: false,
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
-                    Err(StoreError::Conflict { .. }) => return Err(self.conflict(name)),
-                    Err(StoreError::NotFound { .. }) => return Err(self.not_found(name)),
-                    Err(e) => return Err(internal(e)),
-                }
-            }
-            match self
-                .store
-                .update(&key, Self::encode(&new), kv.mod_revision)
-                .await
-            {
-                Ok(kv) => {
-                    meta_mut(&mut new)
-                        .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+            // Removing the last finalizer of an object being deleted deletes it.
+            let written = if finalized {
+                self.store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|(rev, _)| rev)
+            } else {
+                self.store
+                    .update(&key, Self::encode(&new), kv.mod_revision)
+                    .await
+                    .map(|kv| kv.mod_revision)
+            };
+            match written {
+                Ok(rev) => {
+                    meta_mut(&mut new).insert("resourceVersion".into(), rev.to_string().into());
                     return Ok(Outcome {
                         object: new,
                         warnings: Vec::new(),
