@@ -270,7 +270,10 @@ impl Report {
             None => (false, ok_reason, ok_message.to_string()),
         };
         let list = |m: &BTreeMap<String, usize>, fmt: fn(&str, usize) -> String| {
-            m.iter().map(|(k, n)| fmt(k, *n)).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, n)| fmt(k, *n))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let rows = [
             (
@@ -550,8 +553,8 @@ mod tests {
             ..NamespaceCondition::default()
         };
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let cs = merge_conditions(std::slice::from_ref(&foreign), &Report::default(), &now)
-            .unwrap();
+        let cs =
+            merge_conditions(std::slice::from_ref(&foreign), &Report::default(), &now).unwrap();
         assert_eq!(cs[0], foreign);
         assert_eq!(cs.len(), 6);
     }

@@ -27,7 +27,10 @@ impl TestEnv {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
-        let config = kaji_apiserver::Config { listen: addr, pki: None };
+        let config = kaji_apiserver::Config {
+            listen: addr,
+            pki: None,
+        };
         let server = kaji_apiserver::ApiServer::new(store.clone(), &config);
         server.bootstrap().await.expect("system namespaces");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -37,7 +40,11 @@ impl TestEnv {
             })
             .await;
         });
-        TestEnv { url: format!("http://{addr}"), store, stop: Some(stop) }
+        TestEnv {
+            url: format!("http://{addr}"),
+            store,
+            stop: Some(stop),
+        }
     }
 
     /// A kube-rs client for this server.

@@ -66,12 +66,13 @@ fn default_data_dir() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let args = match &cli.command {
-        Command::Up(a) | Command::Apiserver(a) => a.clone(),
+    let log = match &cli.command {
+        Command::Up(a) | Command::Apiserver(a) => a.log.clone(),
+        Command::ControllerManager(a) => a.log.clone(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -79,7 +80,30 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_apiserver(args))
+    match cli.command {
+        Command::Up(args) => runtime.block_on(run_apiserver(args, true)),
+        Command::Apiserver(args) => runtime.block_on(run_apiserver(args, false)),
+        Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
+    }
+}
+
+async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("loading the kubeconfig")?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+async fn run_controller_manager(args: ClientArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.kubeconfig).await?;
+    tokio::select! {
+        r = kaji_controllers::run(client) => r.context("a controller stopped")?,
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
 }
 
 async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<()> {

@@ -19,8 +19,6 @@ pub const ORPHAN: &str = "orphan";
 pub struct Node {
     /// The resource the object was listed from.
     pub resource: ApiResource,
-    /// Whether that resource is namespaced.
-    pub namespaced: bool,
     /// `metadata.namespace`, for namespaced objects.
     pub namespace: Option<String>,
     /// `metadata.name`.
@@ -37,10 +35,9 @@ pub struct Node {
 
 impl Node {
     /// Builds a node from an object's metadata; `None` without a name or uid.
-    pub fn from_meta(resource: &ApiResource, namespaced: bool, meta: ObjectMeta) -> Option<Node> {
+    pub fn from_meta(resource: &ApiResource, meta: ObjectMeta) -> Option<Node> {
         Some(Node {
             resource: resource.clone(),
-            namespaced,
             namespace: meta.namespace,
             name: meta.name?,
             uid: meta.uid?,
@@ -183,7 +180,6 @@ mod tests {
     fn node(uid: &str, owners: &[&str]) -> Node {
         Node {
             resource: cm(),
-            namespaced: true,
             namespace: Some("default".into()),
             name: format!("n-{uid}"),
             uid: uid.into(),

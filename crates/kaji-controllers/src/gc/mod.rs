@@ -2,9 +2,9 @@
 //! out foreground and orphan deletion, as Kubernetes' garbage collector does.
 //!
 //! It discovers every resource that supports list, watch and delete, keeps a
-//! metadata-only [`graph::Graph`] of all objects fed by one metadata watcher
+//! metadata-only owner graph (`graph`) of all objects fed by one metadata watcher
 //! per resource, and reconciles object uids from a deduplicating
-//! [`queue::WorkQueue`]. Decisions to delete are confirmed with live reads.
+//! work queue (`queue`). Decisions to delete are confirmed with live reads.
 //! It talks to the API only over HTTP and owns no other component's state.
 
 mod graph;
@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::discovery::{verbs, ApiResource, Discovery, Scope};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{metadata_watcher, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use tokio::task::{AbortHandle, JoinSet};
 
 use graph::{resource_key, Graph, Node};
@@ -27,6 +27,8 @@ use queue::WorkQueue;
 
 /// How often the served resources are re-discovered (new CRDs).
 const REDISCOVER_EVERY: Duration = Duration::from_secs(30);
+/// How soon a failed discovery is retried.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(1);
 /// How many uids are reconciled concurrently.
 const WORKERS: usize = 4;
 /// Resources never collected, as in Kubernetes: events are too many and
@@ -90,13 +92,17 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         tasks.spawn(worker(ctx.clone()));
     }
     let mut watchers: HashMap<String, AbortHandle> = HashMap::new();
-    let mut tick = tokio::time::interval(REDISCOVER_EVERY);
     loop {
-        tick.tick().await;
-        match discover(&ctx.client).await {
-            Ok(served) => sync_watchers(&ctx, &mut tasks, &mut watchers, served),
-            Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
-        }
+        let wait = match discover(&ctx.client).await {
+            Ok(served) => {
+                sync_watchers(&ctx, &mut tasks, &mut watchers, served);
+                REDISCOVER_EVERY
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collector discovery failed");
+                DISCOVERY_RETRY
+            }
+        };
         // Reap finished tasks so the set does not grow (watchers never end
         // on their own; a panicked one is restarted at the next discovery).
         while let Some(Some(res)) = tasks.join_next().now_or_never() {
@@ -104,10 +110,9 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
                 tracing::error!(error = %e, "garbage collector task ended");
             }
         }
+        tokio::time::sleep(wait).await;
     }
 }
-
-use futures::FutureExt;
 
 /// Every served resource supporting list, watch and delete, preferred
 /// versions only.
@@ -130,7 +135,10 @@ async fn discover(client: &kube::Client) -> Result<Vec<Served>, crate::Error> {
                 .any(|(g, p)| ar.group == *g && ar.plural == *p);
             if usable && !ignored && !ar.plural.contains('/') {
                 let namespaced = caps.scope == Scope::Namespaced;
-                served.push(Served { resource: ar, namespaced });
+                served.push(Served {
+                    resource: ar,
+                    namespaced,
+                });
             }
         }
     }
@@ -147,7 +155,12 @@ fn sync_watchers(
 ) {
     let kinds: HashMap<_, _> = served
         .iter()
-        .map(|s| ((s.resource.group.clone(), s.resource.kind.clone()), s.clone()))
+        .map(|s| {
+            (
+                (s.resource.group.clone(), s.resource.kind.clone()),
+                s.clone(),
+            )
+        })
         .collect();
     *ctx.kinds.write().unwrap_or_else(PoisonError::into_inner) = kinds;
     let wanted: HashMap<String, Served> = served
@@ -170,10 +183,9 @@ fn sync_watchers(
         keep
     });
     for (key, s) in wanted {
-        if !watchers.contains_key(&key) {
-            tracing::debug!(resource = %key, "garbage collector watching");
-            let handle = tasks.spawn(watch(ctx.clone(), s));
-            watchers.insert(key, handle);
+        if let std::collections::hash_map::Entry::Vacant(slot) = watchers.entry(key) {
+            tracing::debug!(resource = %slot.key(), "garbage collector watching");
+            slot.insert(tasks.spawn(watch(ctx.clone(), s)));
         }
     }
 }
@@ -181,8 +193,10 @@ fn sync_watchers(
 /// Feeds one resource's metadata into the graph, queueing touched uids.
 async fn watch(ctx: Arc<Ctx>, served: Served) {
     let key = resource_key(&served.resource);
-    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &served.resource);
-    let mut events = metadata_watcher(api, watcher::Config::default())
+    // `PartialObjectMeta` makes list and watch metadata-only.
+    let api =
+        Api::<PartialObjectMeta<DynamicObject>>::all_with(ctx.client.clone(), &served.resource);
+    let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut listed: Option<std::collections::HashSet<String>> = None;
@@ -222,7 +236,7 @@ async fn watch(ctx: Arc<Ctx>, served: Served) {
                 continue;
             }
         };
-        let Some(node) = Node::from_meta(&served.resource, served.namespaced, meta) else {
+        let Some(node) = Node::from_meta(&served.resource, meta) else {
             continue;
         };
         if initial {

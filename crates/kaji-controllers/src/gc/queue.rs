@@ -77,7 +77,9 @@ impl<K: Clone + Eq + Hash> Default for WorkQueue<K> {
 
 impl<K: Clone + Eq + Hash> WorkQueue<K> {
     fn state(&self) -> std::sync::MutexGuard<'_, State<K>> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues `key` now (a no-op if it is already queued).
@@ -155,17 +157,6 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
             self.notify.notify_one();
         }
     }
-
-    /// Number of keys ready or waiting (for tests and diagnostics).
-    pub fn len(&self) -> usize {
-        let state = self.state();
-        state.ready.len() + state.waiting.values().map(Vec::len).sum::<usize>()
-    }
-
-    /// True when nothing is ready or waiting.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -223,7 +214,11 @@ mod tests {
         q.forget(&"a");
         q.add_rate_limited("a");
         tokio::time::advance(Duration::from_millis(60)).await;
-        assert_eq!(next_now(&q).await, Some("a"), "forgotten: back to the base delay");
+        assert_eq!(
+            next_now(&q).await,
+            Some("a"),
+            "forgotten: back to the base delay"
+        );
     }
 
     #[tokio::test(start_paused = true)]
