@@ -6,7 +6,11 @@
 //! over HTTP — and never touches the store or another component's internals.
 //! Each module owns one controller and exposes `run(client)`.
 
+pub mod deployment;
+pub mod endpoints;
+pub mod events;
 pub mod gc;
+pub mod leader;
 pub mod namespace;
 pub mod replicaset;
 
@@ -32,7 +36,24 @@ pub async fn run(client: kube::Client) -> Result<(), Error> {
     tokio::try_join!(
         namespace::run(client.clone()),
         gc::run(client.clone()),
-        replicaset::run(client),
+        replicaset::run(client.clone()),
+        deployment::run(client.clone()),
+        endpoints::run(client),
     )?;
     Ok(())
+}
+
+/// Runs every controller only while this process holds the controller
+/// manager's Lease, so that of several copies exactly one is active; returns
+/// (releasing the Lease) when `shutdown` completes.
+///
+/// # Errors
+/// The first fatal controller error.
+pub async fn run_with_leader_election(
+    client: kube::Client,
+    config: leader::LeaderElectionConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let elector = leader::LeaderElector::new(client.clone(), config);
+    elector.run_until(|| run(client.clone()), shutdown).await
 }

@@ -99,11 +99,11 @@ async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clien
 
 async fn run_controller_manager(args: ClientArgs) -> anyhow::Result<()> {
     let client = client_from(&args.kubeconfig).await?;
-    tokio::select! {
-        r = kaji_controllers::run(client) => r.context("a controller stopped")?,
-        _ = shutdown_signal() => {}
-    }
-    Ok(())
+    let config = kaji_controllers::leader::LeaderElectionConfig::default();
+    tracing::info!(identity = %config.identity, "campaigning for the controller manager lease");
+    kaji_controllers::run_with_leader_election(client, config, shutdown_signal())
+        .await
+        .context("a controller stopped")
 }
 
 async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<()> {
@@ -172,8 +172,16 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<
         // The controllers use the API over loopback with the admin
         // credentials, exactly as they would from their own process.
         let client = client_from(&kubeconfig).await?;
+        // A stable identity lets a restarted `up` take its own Lease back at
+        // once instead of waiting for it to expire.
+        let config = kaji_controllers::leader::LeaderElectionConfig {
+            identity: "kaji-up".to_string(),
+            ..Default::default()
+        };
         tokio::spawn(async move {
-            if let Err(e) = kaji_controllers::run(client).await {
+            let run =
+                kaji_controllers::run_with_leader_election(client, config, std::future::pending());
+            if let Err(e) = run.await {
                 tracing::error!(error = %e, "controllers stopped");
             }
         });

@@ -53,7 +53,11 @@ fn kubectl_delete_namespace_completes_and_removes_its_content() {
         .success();
     // kubectl waits until the namespace is really gone.
     let out = c.kubectl(&["delete", "namespace", "tmp", "--timeout=30s"]);
-    assert!(out.success().starts_with(r#"namespace "tmp" deleted"#), "{}", out.stdout);
+    assert!(
+        out.success().starts_with(r#"namespace "tmp" deleted"#),
+        "{}",
+        out.stdout
+    );
     c.kubectl(&["get", "namespace", "tmp"]).failure();
 }
 

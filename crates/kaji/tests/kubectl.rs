@@ -265,7 +265,11 @@ fn edit_via_replace_and_delete() {
     assert!(stale.failure().contains("Conflict"), "{}", stale.stderr);
     let out = c.kubectl(&["delete", "configmap", "cfg"]);
     // kubectl ≥ 1.33 appends "from default namespace".
-    assert!(out.success().starts_with(r#"configmap "cfg" deleted"#), "{}", out.stdout);
+    assert!(
+        out.success().starts_with(r#"configmap "cfg" deleted"#),
+        "{}",
+        out.stdout
+    );
     c.kubectl(&["get", "cm", "cfg"]).failure();
 }
 
