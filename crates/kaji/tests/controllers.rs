@@ -134,3 +134,53 @@ fn controller_manager_runs_as_its_own_process() {
     let _ = api.wait();
     assert_eq!(pods, 3);
 }
+
+#[test]
+fn deployments_make_replicasets_and_pods_with_events_and_services_get_endpoint_slices() {
+    let c = Cluster::start();
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=80",
+    ])
+    .success();
+    eventually("2 pods", || pod_count(&c, "default") == 2);
+    let rs = c.kubectl(&["get", "rs", "-o", "jsonpath={.items[0].metadata.name} {.items[0].metadata.annotations.deployment\\.kubernetes\\.io/revision}"]);
+    let text = rs.success().to_string();
+    assert!(text.starts_with("web-") && text.ends_with(" 1"), "{text}");
+    eventually("SuccessfulCreate events", || {
+        c.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=SuccessfulCreate",
+            "-o",
+            "name",
+        ])
+        .stdout
+        .lines()
+        .count()
+            >= 1
+    });
+    let history = c.kubectl(&["rollout", "history", "deployment/web"]);
+    assert!(history.success().contains("REVISION"), "{}", history.stdout);
+    c.kubectl(&["expose", "deployment", "web", "--port=80"])
+        .success();
+    eventually("an EndpointSlice for the service", || {
+        c.kubectl(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ])
+        .stdout
+        .lines()
+        .count()
+            == 1
+    });
+}

@@ -67,11 +67,13 @@ struct Context {
     expectations: Expectations,
     /// Consecutive failed reconciles per `namespace/name`, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    events: crate::events::EventRecorder,
 }
 
 impl Context {
-    /// The seam for Kubernetes events (`SuccessfulCreate`, `FailedDelete`,
-    /// ...): for now it only logs; an event recorder plugs in here.
+    /// Records a Kubernetes Event (`SuccessfulCreate`, `FailedDelete`, ...)
+    /// about `rs`. Recording runs on its own bounded task so that reconciling
+    /// never waits for it.
     fn record_event(&self, rs: &ReplicaSet, warning: bool, reason: &str, message: &str) {
         let key = key_of(rs);
         if warning {
@@ -79,6 +81,15 @@ impl Context {
         } else {
             tracing::debug!(replicaset = %key, reason, "{message}");
         }
+        let recorder = self.events.clone();
+        let regarding = crate::events::object_reference(rs, &());
+        let type_ = if warning {
+            crate::events::EventType::Warning
+        } else {
+            crate::events::EventType::Normal
+        };
+        let (reason, message) = (reason.to_string(), message.to_string());
+        tokio::spawn(async move { recorder.record(&regarding, type_, &reason, &message).await });
     }
 }
 
@@ -114,6 +125,7 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         pods: pod_store.clone(),
         expectations: Expectations::default(),
         failures: Mutex::new(HashMap::new()),
+        events: crate::events::EventRecorder::new(client.clone(), "replicaset-controller"),
     });
 
     let forget_ctx = ctx.clone();
