@@ -6,6 +6,7 @@
 //! over HTTP — and never touches the store or another component's internals.
 //! Each module owns one controller and exposes `run(client)`.
 
+mod backoff;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

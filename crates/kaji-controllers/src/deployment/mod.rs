@@ -24,8 +24,7 @@ pub mod rollout;
 pub mod status;
 mod strategy;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -77,8 +76,7 @@ struct Context {
     client: kube::Client,
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    /// Consecutive failed reconciles per `namespace/name`, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: crate::backoff::RetryBackoff,
 }
 
 fn key_of<K: Resource>(obj: &K) -> String {
@@ -102,7 +100,7 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         client: client.clone(),
         replicasets: rs_store.clone(),
         pods: pod_store,
-        failures: Mutex::new(HashMap::new()),
+        backoff: crate::backoff::RetryBackoff::default(),
     });
 
     let deploy_triggers = watch(Api::<Deployment>::all(client.clone()))
@@ -201,34 +199,12 @@ fn selector_of(d: &Deployment) -> Result<Option<Selector>, ReconcileError> {
     let Some(spec) = d.spec.as_ref() else {
         return Ok(None);
     };
-    let selector = &spec.selector;
-    let empty = selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(|e| e.is_empty());
-    if empty {
-        return Ok(None);
-    }
-    Selector::try_from(selector.clone())
-        .map(Some)
-        .map_err(ReconcileError::InvalidSelector)
+    crate::backoff::label_selector(&spec.selector).map_err(ReconcileError::InvalidSelector)
 }
 
 fn error_policy(d: Arc<Deployment>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let key = key_of(d.as_ref());
-    let failures = {
-        let mut map = ctx
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(key.clone()).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(Duration::from_secs(60));
+    let delay = ctx.backoff.failed(&key);
     tracing::warn!(deployment = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -251,10 +227,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Reco
         other => other,
     };
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
+        ctx.backoff.succeeded(&key);
     }
     result
 }

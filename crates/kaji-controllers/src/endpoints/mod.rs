@@ -27,9 +27,7 @@ pub mod desired;
 pub mod legacy;
 pub mod slices;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
@@ -65,8 +63,7 @@ pub enum ReconcileError {
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
-    /// Consecutive failed reconciles per `namespace/name`, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: crate::backoff::RetryBackoff,
 }
 
 fn key_of<K: Resource>(obj: &K) -> String {
@@ -102,7 +99,7 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         pods: pod_store.clone(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: crate::backoff::RetryBackoff::default(),
     });
     let (deleted_tx, deleted_rx) = mpsc::unbounded::<ObjectRef<Service>>();
     let (retrigger_tx, retrigger_rx) = mpsc::unbounded::<ObjectRef<Service>>();
@@ -234,18 +231,7 @@ async fn delete_orphaned_endpoints(
 
 fn error_policy(svc: Arc<Service>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let key = key_of(svc.as_ref());
-    let failures = {
-        let mut map = ctx
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(key.clone()).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(Duration::from_secs(60));
+    let delay = ctx.backoff.failed(&key);
     tracing::warn!(service = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -258,10 +244,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Recon
     let key = key_of(svc.as_ref());
     let result = sync(&svc, &ctx).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
+        ctx.backoff.succeeded(&key);
     }
     result.map(|()| Action::await_change())
 }

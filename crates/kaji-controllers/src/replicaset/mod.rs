@@ -21,8 +21,7 @@ pub mod expectations;
 pub mod pods;
 mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -65,8 +64,7 @@ struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     expectations: Expectations,
-    /// Consecutive failed reconciles per `namespace/name`, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: crate::backoff::RetryBackoff,
     events: crate::events::EventRecorder,
 }
 
@@ -124,7 +122,7 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         client: client.clone(),
         pods: pod_store.clone(),
         expectations: Expectations::default(),
-        failures: Mutex::new(HashMap::new()),
+        backoff: crate::backoff::RetryBackoff::default(),
         events: crate::events::EventRecorder::new(client.clone(), "replicaset-controller"),
     });
 
@@ -245,34 +243,12 @@ fn selector_of(rs: &ReplicaSet) -> Result<Option<Selector>, ReconcileError> {
     let Some(spec) = rs.spec.as_ref() else {
         return Ok(None);
     };
-    let selector = &spec.selector;
-    let empty = selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(|e| e.is_empty());
-    if empty {
-        return Ok(None);
-    }
-    Selector::try_from(selector.clone())
-        .map(Some)
-        .map_err(ReconcileError::InvalidSelector)
+    crate::backoff::label_selector(&spec.selector).map_err(ReconcileError::InvalidSelector)
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let key = key_of(rs.as_ref());
-    let failures = {
-        let mut map = ctx
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = map.entry(key.clone()).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(Duration::from_secs(60));
+    let delay = ctx.backoff.failed(&key);
     tracing::warn!(replicaset = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -285,10 +261,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rec
     let key = key_of(rs.as_ref());
     let result = sync(&rs, &ctx, &key).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
+        ctx.backoff.succeeded(&key);
     }
     result
 }
