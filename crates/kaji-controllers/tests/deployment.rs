@@ -3,7 +3,6 @@
 //! pod Ready.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +14,13 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kaji_testenv::eventually as wait_for;
 use kaji_testenv::TestEnv;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
 const NS: &str = "default";
-const LIMIT: Duration = Duration::from_secs(30);
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 struct Harness {
@@ -212,25 +211,6 @@ fn recreate() -> DeploymentStrategy {
         type_: Some("Recreate".into()),
         rolling_update: None,
     }
-}
-
-/// Polls `check` every 50 ms until it yields a value, failing after [`LIMIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let poll = async {
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, poll)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 fn spec_replicas(rs: &ReplicaSet) -> i32 {

@@ -1,7 +1,6 @@
 //! The EndpointSlice and Endpoints controllers against a real in-process API server.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
@@ -10,13 +9,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kaji_testenv::eventually as wait_for;
 use kaji_testenv::TestEnv;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
 const NS: &str = "default";
-const LIMIT: Duration = Duration::from_secs(20);
 
 struct Harness {
     env: TestEnv,
@@ -192,25 +191,6 @@ impl Harness {
 
 fn labels(app: &str) -> BTreeMap<String, String> {
     [("app".to_string(), app.to_string())].into()
-}
-
-/// Polls `check` every 50 ms until it yields a value, failing after [`LIMIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let poll = async {
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, poll)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// `(pod name, ready)` of every endpoint, sorted by name.

@@ -1,6 +1,5 @@
 //! Leader election on a Lease against a real in-process API server.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,6 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kaji_controllers::leader::{run_when_leader, LeaderElectionConfig, LeaderElector};
 use kaji_controllers::Error;
+use kaji_testenv::eventually;
 use kaji_testenv::TestEnv;
 use kube::api::{Api, PostParams};
 use kube::Client;
@@ -15,24 +15,6 @@ use tokio::task::JoinHandle;
 
 /// Every wait in these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Polls `probe` until it yields `Some`, panicking after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(v) = probe().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 /// A 2 s lease, 1 s renew deadline, 200 ms retry period.
 fn config(lease: &str, identity: &str) -> LeaderElectionConfig {

@@ -1,36 +1,15 @@
 //! The namespace lifecycle controller against a real in-process API server.
 
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kaji_testenv::eventually;
 use kaji_testenv::TestEnv;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-
-/// Every wait in these tests is bounded by this.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Polls `probe` until it yields `Some`, panicking after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(v) = probe().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 fn from<T: DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("valid object")

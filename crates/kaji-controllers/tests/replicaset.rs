@@ -1,19 +1,18 @@
 //! The ReplicaSet controller against a real in-process API server.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kaji_testenv::eventually as wait_for;
 use kaji_testenv::TestEnv;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
 const NS: &str = "default";
-const LIMIT: Duration = Duration::from_secs(20);
 
 struct Harness {
     env: TestEnv,
@@ -135,25 +134,6 @@ fn pod_spec() -> PodSpec {
         }],
         ..PodSpec::default()
     }
-}
-
-/// Polls `check` every 50 ms until it yields a value, failing after [`LIMIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let poll = async {
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, poll)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 fn names(pods: &[Pod]) -> Vec<String> {

@@ -57,6 +57,32 @@ impl TestEnv {
     }
 }
 
+/// How long [`eventually`] waits before failing a test.
+pub const EVENTUALLY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls `probe` every 50 ms until it yields `Some`, and returns that value.
+///
+/// # Panics
+/// After [`EVENTUALLY_LIMIT`], naming `what` — a test waiting on a
+/// controller fails instead of hanging.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let poll = async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(EVENTUALLY_LIMIT, poll)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
