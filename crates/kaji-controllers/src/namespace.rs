@@ -62,6 +62,10 @@ pub async fn run(client: Client) -> Result<(), Error> {
         .for_each(|outcome| async move {
             match outcome {
                 Ok((obj, action)) => tracing::debug!(namespace = %obj.name, ?action, "reconciled"),
+                // A namespace that is gone by the time its turn comes is the goal, not a failure.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(namespace = %obj.name, "namespace already gone")
+                }
                 Err(e) => tracing::warn!(error = %e, "namespace reconcile failed"),
             }
         })

@@ -165,6 +165,19 @@ fn deployments_make_replicasets_and_pods_with_events_and_services_get_endpoint_s
         .count()
             >= 1
     });
+    c.kubectl(&["scale", "deployment", "web", "--replicas=3"])
+        .success();
+    eventually("a ScalingReplicaSet event on the Deployment", || {
+        let out = c.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=ScalingReplicaSet,involvedObject.kind=Deployment",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        out.stdout.contains("Scaled up replica set web-") && out.stdout.contains("from 2 to 3")
+    });
     let history = c.kubectl(&["rollout", "history", "deployment/web"]);
     assert!(history.success().contains("REVISION"), "{}", history.stdout);
     c.kubectl(&["expose", "deployment", "web", "--port=80"])

@@ -77,6 +77,7 @@ struct Context {
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
     backoff: crate::backoff::RetryBackoff,
+    events: crate::events::EventRecorder,
 }
 
 fn key_of<K: Resource>(obj: &K) -> String {
@@ -101,6 +102,7 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         replicasets: rs_store.clone(),
         pods: pod_store,
         backoff: crate::backoff::RetryBackoff::default(),
+        events: crate::events::EventRecorder::new(client.clone(), "deployment-controller"),
     });
 
     let deploy_triggers = watch(Api::<Deployment>::all(client.clone()))

@@ -308,7 +308,28 @@ pub async fn scale(
         ],
     )
     .await?;
-    tracing::debug!(replicaset = %rs.name_any(), from = rollout::replicas(rs), to = size, "scaled");
+    let from = rollout::replicas(rs);
+    tracing::debug!(replicaset = %rs.name_any(), from, to = size, "scaled");
+    if from != size {
+        // Kubernetes' ScalingReplicaSet event, recorded on the Deployment.
+        let direction = if size > from { "up" } else { "down" };
+        let message = format!(
+            "Scaled {direction} replica set {} from {from} to {size}",
+            rs.name_any()
+        );
+        let recorder = ctx.events.clone();
+        let regarding = crate::events::object_reference(d, &());
+        tokio::spawn(async move {
+            recorder
+                .record(
+                    &regarding,
+                    crate::events::EventType::Normal,
+                    "ScalingReplicaSet",
+                    &message,
+                )
+                .await
+        });
+    }
     Ok(true)
 }
 
