@@ -1,5 +1,5 @@
-//! Pieces every controller's reconcile loop shares: per-key retry backoff
-//! and label-selector parsing.
+//! Pieces every controller's reconcile loop shares: work-queue keys, per-key
+//! retry backoff and label-selector parsing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +38,16 @@ impl RetryBackoff {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
     }
+}
+
+/// The work-queue key of an object: `namespace/name`.
+pub(crate) fn key_of<K: kube::Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The parsed selector; `None` for an empty one, which would select

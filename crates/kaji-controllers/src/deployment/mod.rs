@@ -24,6 +24,7 @@ pub mod rollout;
 pub mod status;
 mod strategy;
 
+use crate::backoff::key_of;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,15 +79,6 @@ struct Context {
     pods: Store<Pod>,
     backoff: crate::backoff::RetryBackoff,
     events: crate::events::EventRecorder,
-}
-
-fn key_of<K: Resource>(obj: &K) -> String {
-    let meta = obj.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
 }
 
 /// Runs the controller until its watches end (they retry forever).

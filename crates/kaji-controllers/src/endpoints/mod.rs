@@ -27,6 +27,7 @@ pub mod desired;
 pub mod legacy;
 pub mod slices;
 
+use crate::backoff::key_of;
 use std::sync::Arc;
 
 use futures::channel::mpsc;
@@ -64,15 +65,6 @@ struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     backoff: crate::backoff::RetryBackoff,
-}
-
-fn key_of<K: Resource>(obj: &K) -> String {
-    let meta = obj.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
 }
 
 fn watcher<K>(

@@ -21,6 +21,7 @@ pub mod expectations;
 pub mod pods;
 mod status;
 
+use crate::backoff::key_of;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,15 +90,6 @@ impl Context {
         let (reason, message) = (reason.to_string(), message.to_string());
         tokio::spawn(async move { recorder.record(&regarding, type_, &reason, &message).await });
     }
-}
-
-fn key_of<K: Resource>(obj: &K) -> String {
-    let meta = obj.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
 }
 
 /// The ReplicaSet (`namespace/name`, uid) that controls a pod, if any.
