@@ -37,11 +37,7 @@ pub fn create_strategic_merge_patch(
     api_version: &str,
     kind: &str,
 ) -> Result<Value, PatchError> {
-    let root =
-        schema::root(api_version, kind).ok_or_else(|| PatchError::StrategicMergeUnsupported {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-        })?;
+    let root = schema::root_or_unsupported(api_version, kind)?;
     diff_with_schema(original, modified, root)
 }
 

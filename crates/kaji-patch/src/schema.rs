@@ -509,6 +509,18 @@ static KINDS: &[(&str, &str, &Type)] = &[
 
 /// The schema of a built-in kind, or `None` when strategic merge patch is
 /// not supported for it (custom resources, unknown versions).
+/// The schema of a kind, or the error strategic merge answers for kinds it
+/// has no schema for.
+pub(crate) fn root_or_unsupported(
+    api_version: &str,
+    kind: &str,
+) -> Result<&'static Type, crate::PatchError> {
+    root(api_version, kind).ok_or_else(|| crate::PatchError::StrategicMergeUnsupported {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+    })
+}
+
 pub(crate) fn root(api_version: &str, kind: &str) -> Option<&'static Type> {
     KINDS
         .iter()
