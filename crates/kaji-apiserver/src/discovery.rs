@@ -21,6 +21,8 @@ fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" => &["create"],
         "finalize" => &["update"],
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
         _ => &["get", "patch", "update"],
     }
 }
@@ -29,6 +31,9 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (&'static str, &'static str,
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
         _ => (r.group, r.version, r.kind),
     }
 }

@@ -280,6 +280,14 @@ async fn dispatch(
             return Err(ApiError::no_route());
         }
     }
+    if let (&Method::GET, Some(name), Some("log"), Some(ns)) = (
+        method,
+        path.name.as_deref(),
+        path.subresource.as_deref(),
+        path.namespace.as_deref(),
+    ) {
+        return crate::nodeproxy::pod_log(server, ns, name, q).await;
+    }
     let neg = encoding::negotiate(headers)?;
     let ns = path.namespace.as_deref();
     let sub = path.subresource.as_deref();

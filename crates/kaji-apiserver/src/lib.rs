@@ -12,6 +12,7 @@ mod encoding;
 mod handler;
 mod metered;
 mod metrics;
+mod nodeproxy;
 mod path;
 mod server;
 
@@ -20,11 +21,13 @@ use std::sync::Arc;
 
 use kaji_core::catalogue;
 use kaji_pki::Pki;
-use kaji_registry::{BuiltinStrategy, Registry, WriteOptions};
+use kaji_registry::allocate::{DEFAULT_REPAIR_GRACE, DEFAULT_REPAIR_INTERVAL};
+use kaji_registry::{BuiltinStrategy, Part, Registry, ServiceAllocator, WriteOptions};
 use kaji_store::Store;
 use serde_json::json;
 
 pub use compactor::{spawn_compactor, DEFAULT_COMPACTION_INTERVAL};
+pub use kaji_registry::allocate::{PortRange, ServiceCidr, ServiceRanges};
 pub use server::{serve, ServeError};
 
 /// The Kubernetes version kaji reports (kubectl picks its matching minor).
@@ -45,6 +48,8 @@ pub struct Config {
 /// The shared state of a running API server.
 pub struct ApiServer {
     registries: HashMap<(String, String, String), Arc<Registry>>,
+    services: Arc<ServiceAllocator>,
+    port: u16,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) pki: Option<Arc<Pki>>,
     pub(crate) server_address: String,
@@ -52,10 +57,22 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Builds registries for every built-in resource over `store`.
+    /// Builds registries for every built-in resource over `store`, handing
+    /// out Service cluster IPs and node ports from the default ranges.
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Arc<Self> {
+        Self::with_service_ranges(store, config, ServiceRanges::default())
+    }
+
+    /// Like [`ApiServer::new`], with the service CIDR and node port range
+    /// (`--service-cluster-ip-range`, `--service-node-port-range`) given.
+    pub fn with_service_ranges(
+        store: Arc<dyn Store>,
+        config: &Config,
+        ranges: ServiceRanges,
+    ) -> Arc<Self> {
         let metrics = Arc::new(metrics::Metrics::default());
         let store: Arc<dyn Store> = Arc::new(metered::MeteredStore::new(store, metrics.clone()));
+        let services = Arc::new(ServiceAllocator::new(store.clone(), ranges));
         let registries = catalogue::builtin()
             .iter()
             .map(|info| {
@@ -64,17 +81,20 @@ impl ApiServer {
                     info.version.to_string(),
                     info.plural.to_string(),
                 );
+                let mut strategy = BuiltinStrategy::new(info);
+                if (info.group, info.kind) == ("", "Service") {
+                    strategy = strategy.with_allocator(services.clone());
+                }
                 (
                     key,
-                    Arc::new(Registry::new(
-                        store.clone(),
-                        Arc::new(BuiltinStrategy::new(info)),
-                    )),
+                    Arc::new(Registry::new(store.clone(), Arc::new(strategy))),
                 )
             })
             .collect();
         Arc::new(ApiServer {
             registries,
+            services,
+            port: config.listen.port(),
             metrics,
             pki: config.pki.clone(),
             server_address: config.listen.to_string(),
@@ -89,10 +109,15 @@ impl ApiServer {
             .cloned()
     }
 
-    /// Creates the system namespaces that do not exist yet.
+    /// Creates the system namespaces and the `default/kubernetes` Service
+    /// that do not exist yet, repairs Service IP and node port reservations,
+    /// and starts repairing them every [`DEFAULT_REPAIR_INTERVAL`] (as
+    /// kube-apiserver's repair controllers do).
     ///
     /// # Errors
-    /// Any store failure other than "already exists".
+    /// Any store failure other than "already exists" while creating the
+    /// namespaces. Repair and the `kubernetes` Service only log failures:
+    /// neither should keep the API from serving.
     pub async fn bootstrap(&self) -> Result<(), kaji_core::ApiError> {
         let namespaces = self
             .registry("", "v1", "namespaces")
@@ -105,6 +130,86 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        repair_services(&self.services).await;
+        if let Err(e) = self.ensure_kubernetes_service().await {
+            tracing::warn!(error = %e, "could not create the kubernetes service");
+        }
+        let services = self.services.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DEFAULT_REPAIR_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // The first tick is immediate: just repaired.
+            loop {
+                tick.tick().await;
+                repair_services(&services).await;
+            }
+        });
         Ok(())
+    }
+
+    /// The `kubernetes` Service in `default`: the first IP of the service
+    /// CIDR, port 443 to this server's port, with no selector (its endpoints
+    /// are the API servers themselves).
+    async fn ensure_kubernetes_service(&self) -> Result<(), kaji_core::ApiError> {
+        let services = self
+            .registry("", "v1", "services")
+            .expect("services are built in");
+        let ip = self.services.ranges().cluster_ips.first().to_string();
+        let ports =
+            json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}]);
+        match services.get(Some("default"), "kubernetes").await {
+            Ok(mut current) => {
+                // Restarted on another port: follow it.
+                if current.pointer("/spec/ports") == Some(&ports) {
+                    return Ok(());
+                }
+                current["spec"]["ports"] = ports;
+                services
+                    .update(
+                        Some("default"),
+                        "kubernetes",
+                        current,
+                        Part::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await
+                    .map(drop)
+            }
+            Err(e) if e.code == 404 => {
+                let svc = json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {
+                        "name": "kubernetes",
+                        "namespace": "default",
+                        "labels": {"component": "apiserver", "provider": "kubernetes"},
+                    },
+                    "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": ports},
+                });
+                match services
+                    .create(Some("default"), svc, &WriteOptions::default())
+                    .await
+                {
+                    Err(e) if e.code == 409 => Ok(()),
+                    other => other.map(drop),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One repair pass, logged.
+async fn repair_services(services: &ServiceAllocator) {
+    match services.repair(DEFAULT_REPAIR_GRACE).await {
+        Ok(report) => {
+            for conflict in &report.conflicts {
+                tracing::warn!(%conflict, "service IP or node port needs attention; recreate the service");
+            }
+            if !report.freed.is_empty() || !report.restored.is_empty() {
+                tracing::info!(freed = ?report.freed, restored = ?report.restored, "repaired service reservations");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "repairing service reservations failed"),
     }
 }

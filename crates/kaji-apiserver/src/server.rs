@@ -153,6 +153,13 @@ async fn handle(
             return error_response(&ApiError::unauthorized());
         }
     }
+    if let Some(rp) = path::parse(&uri_path).filter(crate::nodeproxy::is_streaming) {
+        let req = Request::from_parts(parts, body);
+        return match crate::nodeproxy::stream(&server, &rp, req).await {
+            Ok(resp) => resp,
+            Err(e) => error_response(&e),
+        };
+    }
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return error_response(&e),

@@ -13,7 +13,10 @@ pub mod events;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
+pub mod serviceaccount;
 
 /// Why a controller stopped or a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,17 +32,39 @@ pub enum Error {
     MissingField(&'static str),
 }
 
-/// Runs every controller until one of them stops (they only stop on a fatal error).
+/// Settings of the controllers that have any (the rest follow Kubernetes'
+/// defaults).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Node heartbeat grace, monitor period and eviction behaviour.
+    pub node_lifecycle: nodelifecycle::Config,
+    /// The cluster CIDR pod ranges are handed out from.
+    pub node_ipam: nodeipam::Config,
+}
+
+/// Runs every controller with default settings until one of them stops
+/// (they only stop on a fatal error).
 ///
 /// # Errors
 /// The first fatal controller error.
 pub async fn run(client: kube::Client) -> Result<(), Error> {
+    run_with(client, Options::default()).await
+}
+
+/// Runs every controller with `options` until one of them stops.
+///
+/// # Errors
+/// The first fatal controller error.
+pub async fn run_with(client: kube::Client, options: Options) -> Result<(), Error> {
     tokio::try_join!(
         namespace::run(client.clone()),
         gc::run(client.clone()),
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
-        endpoints::run(client),
+        endpoints::run(client.clone()),
+        nodelifecycle::run_with(client.clone(), options.node_lifecycle),
+        nodeipam::run_with(client.clone(), options.node_ipam),
+        serviceaccount::run(client),
     )?;
     Ok(())
 }
@@ -53,8 +78,11 @@ pub async fn run(client: kube::Client) -> Result<(), Error> {
 pub async fn run_with_leader_election(
     client: kube::Client,
     config: leader::LeaderElectionConfig,
+    options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let elector = leader::LeaderElector::new(client.clone(), config);
-    elector.run_until(|| run(client.clone()), shutdown).await
+    elector
+        .run_until(|| run_with(client.clone(), options.clone()), shutdown)
+        .await
 }

@@ -91,7 +91,7 @@ macro_rules! res {
 #[rustfmt::skip]
 static BUILTIN: &[ResourceInfo] = &[
     res!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], Cluster, [], ["status", "finalize"], true),
-    res!("", "v1", "Pod", "pods", "pod", ["po"], Namespaced, ["all"], ["status", "binding"], true),
+    res!("", "v1", "Pod", "pods", "pod", ["po"], Namespaced, ["all"], ["status", "binding", "log", "exec", "attach", "portforward"], true),
     res!("", "v1", "Service", "services", "service", ["svc"], Namespaced, ["all"], ["status"], true),
     res!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], Namespaced, [], [], false),
     res!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], Namespaced, [], [], false),

@@ -284,6 +284,26 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    /// An error relayed from another server (a node agent) that answered
+    /// `code`: the reason follows the code, as Kubernetes' generic server
+    /// response does.
+    pub fn from_upstream(code: u16, message: impl Into<String>) -> Self {
+        let (code, reason) = match code {
+            400 => (400, "BadRequest"),
+            401 => (401, "Unauthorized"),
+            403 => (403, "Forbidden"),
+            404 => (404, "NotFound"),
+            405 => (405, "MethodNotAllowed"),
+            409 => (409, "Conflict"),
+            422 => (422, "Invalid"),
+            429 => (429, "TooManyRequests"),
+            503 => (503, "ServiceUnavailable"),
+            504 => (504, "Timeout"),
+            _ => (500, "InternalError"),
+        };
+        Self::new(code, reason, message)
+    }
+
     /// 403 Forbidden for a create in a terminating namespace.
     pub fn namespace_terminating(group: &str, resource: &str, name: &str, ns: &str) -> Self {
         Self::new(

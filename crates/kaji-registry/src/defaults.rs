@@ -32,6 +32,8 @@ pub fn apply(kind: &str, group: &str, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = object_at(obj, "spec") {
                 pod_spec(spec);
+                default_toleration_seconds(spec);
+                requests_from_limits(spec);
             }
         }
         ("", "Service") => {
@@ -156,6 +158,80 @@ fn pod_spec(spec: &mut Map<String, Value>) {
     }
 }
 
+/// A container that sets a limit but no request for a resource requests
+/// its limit, as Kubernetes defaults pods (not templates).
+fn requests_from_limits(spec: &mut Map<String, Value>) {
+    for list in ["initContainers", "containers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in containers.iter_mut() {
+            let Some(Value::Object(limits)) = c.pointer("/resources/limits").cloned() else {
+                continue;
+            };
+            let resources = &mut c["resources"];
+            if !resources["requests"].is_object() {
+                resources["requests"] = json!({});
+            }
+            let requests = resources["requests"]
+                .as_object_mut()
+                .expect("just made an object");
+            for (name, quantity) in limits {
+                requests.entry(name).or_insert(quantity);
+            }
+        }
+    }
+}
+
+/// The taints the node lifecycle controller puts on a node that stopped
+/// being ready, which every pod tolerates for
+/// [`DEFAULT_TOLERATION_SECONDS`] unless it says otherwise.
+const NODE_PROBLEM_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// How long a pod stays bound to a not-ready or unreachable node by default
+/// (the API server's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Kubernetes' `DefaultTolerationSeconds` admission plugin: a pod (not a pod
+/// template) gets a `NoExecute` toleration of each [`NODE_PROBLEM_TAINTS`]
+/// key it does not tolerate yet, so that it is evicted from a failed node
+/// after five minutes rather than at once.
+fn default_toleration_seconds(spec: &mut Map<String, Value>) {
+    let existing = match spec.get("tolerations") {
+        Some(Value::Array(list)) => list.clone(),
+        // Anything but a list is left for validation to reject.
+        Some(v) if !v.is_null() => return,
+        _ => Vec::new(),
+    };
+    // A toleration with an empty key (or effect) covers every key (or effect).
+    let covers = |t: &Value, key: &str| {
+        let field = |name| t.get(name).and_then(Value::as_str).unwrap_or("");
+        (field("key").is_empty() || field("key") == key)
+            && (field("effect").is_empty() || field("effect") == "NoExecute")
+    };
+    let missing: Vec<Value> = NODE_PROBLEM_TAINTS
+        .iter()
+        .filter(|key| !existing.iter().any(|t| covers(t, key)))
+        .map(|key| {
+            json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        let mut tolerations = existing;
+        tolerations.extend(missing);
+        spec.insert("tolerations".into(), Value::Array(tolerations));
+    }
+}
+
 fn container(c: &mut Map<String, Value>) {
     default_key(c, "terminationMessagePath", json!("/dev/termination-log"));
     default_key(c, "terminationMessagePolicy", json!("File"));
@@ -221,6 +297,70 @@ mod tests {
             d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
             "IfNotPresent"
         );
+    }
+
+    #[test]
+    fn pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        apply("Pod", "", &mut p);
+        assert_eq!(
+            p["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // Defaulting again (on update) adds nothing.
+        let before = p.clone();
+        apply("Pod", "", &mut p);
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn pods_that_already_tolerate_a_node_problem_keep_their_own_toleration() {
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 2});
+        let mut p = json!({"spec": {"tolerations": [own.clone()]}});
+        apply("Pod", "", &mut p);
+        let tolerations = p["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(tolerations[0], own);
+        assert_eq!(tolerations[1]["key"], "node.kubernetes.io/not-ready");
+
+        // An empty key with Exists tolerates every taint; an empty effect every effect.
+        for everything in [
+            json!({"operator": "Exists"}),
+            json!({"operator": "Exists", "effect": "NoExecute"}),
+        ] {
+            let mut p = json!({"spec": {"tolerations": [everything.clone()]}});
+            apply("Pod", "", &mut p);
+            assert_eq!(p["spec"]["tolerations"], json!([everything]));
+        }
+        // A NoSchedule toleration does not cover NoExecute taints.
+        let mut p = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}});
+        apply("Pod", "", &mut p);
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn limits_become_requests_where_a_pod_requests_nothing() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "i",
+            "resources": {"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "1"}}}]}});
+        apply("Pod", "", &mut p);
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "1", "memory": "1Gi"})
+        );
+    }
+
+    #[test]
+    fn pod_templates_get_no_default_tolerations() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        apply("Deployment", "apps", &mut d);
+        assert!(d["spec"]["template"]["spec"].get("tolerations").is_none());
     }
 
     #[test]

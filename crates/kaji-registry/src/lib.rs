@@ -6,7 +6,10 @@
 //! It owns object metadata semantics (uid, generation, resourceVersion from
 //! the store revision, finalizers and deletionTimestamp) and maps store errors
 //! to API errors. It must not know HTTP: no headers, paths or encodings.
+//! Values that must be unique across the cluster (Service cluster IPs and
+//! node ports) are reserved through a strategy's [`Allocator`] ([`allocate`]).
 
+pub mod allocate;
 mod defaults;
 mod list;
 mod registry;
@@ -15,6 +18,7 @@ pub mod typed;
 mod validate;
 mod watch;
 
+pub use allocate::{Allocation, Allocator, ServiceAllocator, ServiceRanges};
 pub use list::{ListOptions, WatchOptions};
 pub use registry::{DeleteOptions, FieldValidation, Outcome, Part, Registry, WriteOptions};
 pub use strategy::{common_field, BuiltinStrategy, Strategy};

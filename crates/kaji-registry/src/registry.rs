@@ -9,6 +9,7 @@ use kaji_patch::PatchType;
 use kaji_store::{KeyValue, Store, StoreError};
 use serde_json::{json, Map, Value};
 
+use crate::allocate::Allocation;
 use crate::strategy::Strategy;
 use crate::typed;
 
@@ -61,6 +62,18 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// True when the write created the object (201).
     pub created: bool,
+}
+
+/// How one write attempt ended.
+enum Step {
+    /// Nothing was written (a dry run, or an update that changes nothing).
+    Done(Value),
+    /// The object was written.
+    Written(Value),
+    /// The object was deleted (its last finalizer went).
+    Deleted(Value),
+    /// Lost a race: try again.
+    Retry,
 }
 
 /// Which part of an object an update may change.
@@ -381,39 +394,52 @@ impl Registry {
                 meta_mut(&mut candidate).insert("name".into(), name.into());
             }
             let name = meta_str(&candidate, "name").unwrap_or("").to_string();
-            let causes = self.strategy.validate(&candidate);
-            if !causes.is_empty() {
-                return Err(self.invalid(&name, causes));
+            let allocation = match self.strategy.allocator() {
+                Some(a) => Some(a.allocate(&mut candidate, None, opts.dry_run).await?),
+                None => None,
+            };
+            let result = async {
+                let causes = self.strategy.validate(&candidate);
+                if !causes.is_empty() {
+                    return Err(self.invalid(&name, causes));
+                }
+                if let Some(ns) = ns.filter(|_| info.namespaced()) {
+                    self.check_namespace(ns, &name).await?;
+                }
+                if opts.dry_run {
+                    return Ok(Step::Done(candidate));
+                }
+                match self
+                    .store
+                    .create(&self.key(ns, &name), Self::encode(&candidate))
+                    .await
+                {
+                    Ok(kv) => {
+                        meta_mut(&mut candidate)
+                            .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+                        Ok(Step::Written(candidate))
+                    }
+                    Err(StoreError::AlreadyExists { .. }) if generate && attempt < 7 => {
+                        Ok(Step::Retry)
+                    }
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        Err(ApiError::already_exists(info.group, info.plural, &name))
+                    }
+                    Err(e) => Err(internal(e)),
+                }
             }
-            if let Some(ns) = ns.filter(|_| info.namespaced()) {
-                self.check_namespace(ns, &name).await?;
-            }
-            if opts.dry_run {
-                return Ok(Outcome {
-                    object: candidate,
-                    warnings,
-                    created: true,
-                });
-            }
-            match self
-                .store
-                .create(&self.key(ns, &name), Self::encode(&candidate))
-                .await
-            {
-                Ok(kv) => {
-                    meta_mut(&mut candidate)
-                        .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+            .await;
+            self.settle(allocation, matches!(result, Ok(Step::Written(_))))
+                .await;
+            match result? {
+                Step::Done(object) | Step::Written(object) | Step::Deleted(object) => {
                     return Ok(Outcome {
-                        object: candidate,
+                        object,
                         warnings,
                         created: true,
-                    });
+                    })
                 }
-                Err(StoreError::AlreadyExists { .. }) if generate && attempt < 7 => continue,
-                Err(StoreError::AlreadyExists { .. }) => {
-                    return Err(ApiError::already_exists(info.group, info.plural, &name))
-                }
-                Err(e) => return Err(internal(e)),
+                Step::Retry => continue,
             }
         }
         unreachable!("the loop returns on its last attempt")
@@ -457,7 +483,14 @@ impl Registry {
         let warnings = std::sync::Mutex::new(Vec::new());
         let outcome = self
             .guaranteed_update(ns, name, part, opts, |current| {
-                let patched = apply_patch(info, patch_type, current, &patch)?;
+                let mut patched = apply_patch(info, patch_type, current, &patch)?;
+                // Only a resourceVersion the client put in the patch pins
+                // it; otherwise a conflict is retried on the fresh object.
+                if !pins_resource_version(patch_type, &patch) {
+                    if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("resourceVersion");
+                    }
+                }
                 let (patched, w) = self.normalize(patched, validation)?;
                 *warnings.lock().expect("not poisoned") = w;
                 Ok(patched)
@@ -578,66 +611,101 @@ impl Registry {
                     .field_manager(manager, &api_version, &ts, part)
                     .update(Some(&current), &new);
             }
-            let mut causes = self.strategy.validate(&new);
-            if part == Part::Main {
-                causes.extend(self.strategy.validate_update(&new, &current));
-            }
-            if !causes.is_empty() {
-                return Err(self.invalid(name, causes));
-            }
-            if self.strategy.tracks_generation() && spec_changed(&new, &current) {
-                let g = current
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                meta_mut(&mut new).insert("generation".into(), (g + 1).into());
-            }
-            if new == current {
-                return Ok(Outcome {
-                    object: current,
-                    warnings: Vec::new(),
-                    created: false,
-                });
-            }
-            let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
-                && finalizers_empty(&new)
-                && new
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(|f| f.is_empty() || self.info().kind != "Namespace");
-            if opts.dry_run {
-                return Ok(Outcome {
-                    object: new,
-                    warnings: Vec::new(),
-                    created: false,
-                });
-            }
-            // Removing the last finalizer of an object being deleted deletes it.
-            let written = if finalized {
-                self.store
-                    .delete(&key, Some(kv.mod_revision))
-                    .await
-                    .map(|(rev, _)| rev)
-            } else {
-                self.store
-                    .update(&key, Self::encode(&new), kv.mod_revision)
-                    .await
-                    .map(|kv| kv.mod_revision)
-            };
-            match written {
-                Ok(rev) => {
-                    meta_mut(&mut new).insert("resourceVersion".into(), rev.to_string().into());
-                    return Ok(Outcome {
-                        object: new,
-                        warnings: Vec::new(),
-                        created: false,
-                    });
+            let allocation = match (part, self.strategy.allocator()) {
+                (Part::Main, Some(a)) => {
+                    Some(a.allocate(&mut new, Some(&current), opts.dry_run).await?)
                 }
-                Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
-                Err(StoreError::Conflict { .. }) => return Err(self.conflict(name)),
-                Err(StoreError::NotFound { .. }) => return Err(self.not_found(name)),
-                Err(e) => return Err(internal(e)),
+                _ => None,
+            };
+            let result = async {
+                let mut causes = self.strategy.validate(&new);
+                if part == Part::Main {
+                    causes.extend(self.strategy.validate_update(&new, &current));
+                }
+                if !causes.is_empty() {
+                    return Err(self.invalid(name, causes));
+                }
+                if self.strategy.tracks_generation() && spec_changed(&new, &current) {
+                    let g = current
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    meta_mut(&mut new).insert("generation".into(), (g + 1).into());
+                }
+                if new == current {
+                    return Ok(Step::Done(current.clone()));
+                }
+                let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
+                    && finalizers_empty(&new)
+                    && new
+                        .pointer("/spec/finalizers")
+                        .and_then(Value::as_array)
+                        .is_none_or(|f| f.is_empty() || self.info().kind != "Namespace");
+                if opts.dry_run {
+                    return Ok(Step::Done(new));
+                }
+                // Removing the last finalizer of an object being deleted deletes it.
+                let written = if finalized {
+                    self.store
+                        .delete(&key, Some(kv.mod_revision))
+                        .await
+                        .map(|(rev, _)| rev)
+                } else {
+                    self.store
+                        .update(&key, Self::encode(&new), kv.mod_revision)
+                        .await
+                        .map(|kv| kv.mod_revision)
+                };
+                match written {
+                    Ok(rev) => {
+                        meta_mut(&mut new).insert("resourceVersion".into(), rev.to_string().into());
+                        Ok(if finalized {
+                            Step::Deleted(new)
+                        } else {
+                            Step::Written(new)
+                        })
+                    }
+                    Err(StoreError::Conflict { .. }) if pinned.is_none() => Ok(Step::Retry),
+                    Err(StoreError::Conflict { .. }) => Err(self.conflict(name)),
+                    Err(StoreError::NotFound { .. }) => Err(self.not_found(name)),
+                    Err(e) => Err(internal(e)),
+                }
             }
+            .await;
+            let landed = matches!(result, Ok(Step::Written(_) | Step::Deleted(_)));
+            self.settle(allocation, landed).await;
+            let object = match result? {
+                Step::Retry => continue,
+                Step::Deleted(object) => {
+                    self.released(&current).await;
+                    object
+                }
+                Step::Done(object) | Step::Written(object) => object,
+            };
+            return Ok(Outcome {
+                object,
+                warnings: Vec::new(),
+                created: false,
+            });
+        }
+    }
+
+    /// Settles what the strategy's allocator reserved for one write: kept
+    /// (freeing what it superseded) if the write landed, freed if not.
+    async fn settle(&self, allocation: Option<Allocation>, landed: bool) {
+        if let (Some(a), Some(allocation)) = (self.strategy.allocator(), allocation) {
+            if landed {
+                a.commit(allocation).await;
+            } else {
+                a.revert(allocation).await;
+            }
+        }
+    }
+
+    /// Frees what a deleted object held.
+    async fn released(&self, obj: &Value) {
+        if let Some(a) = self.strategy.allocator() {
+            a.release(obj).await;
         }
     }
 
@@ -830,6 +898,7 @@ impl Registry {
                 }
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((rev, _)) => {
+                        self.released(&current).await;
                         meta_mut(&mut marked)
                             .insert("resourceVersion".into(), rev.to_string().into());
                         return Ok((marked, true));
@@ -1048,6 +1117,16 @@ fn scale_of(obj: &Value) -> Value {
             "selector": selector,
         }
     })
+}
+
+fn pins_resource_version(patch_type: PatchType, patch: &Value) -> bool {
+    match patch_type {
+        PatchType::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"].as_str() == Some("/metadata/resourceVersion"))
+        }),
+        _ => patch.pointer("/metadata/resourceVersion").is_some(),
+    }
 }
 
 fn apply_patch(

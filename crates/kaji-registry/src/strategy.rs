@@ -2,10 +2,13 @@
 //! validated, which fields it can be selected by. The generic registry calls
 //! these hooks and implements every verb once.
 
+use std::sync::Arc;
+
 use kaji_core::validation;
 use kaji_core::{Cause, ResourceInfo};
 use serde_json::Value;
 
+use crate::allocate::Allocator;
 use crate::defaults;
 use crate::validate;
 
@@ -61,6 +64,12 @@ pub trait Strategy: Send + Sync + 'static {
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         common_field(obj, field)
     }
+
+    /// What reserves values this kind's objects hold (Service cluster IPs
+    /// and node ports), if anything does.
+    fn allocator(&self) -> Option<&dyn Allocator> {
+        None
+    }
 }
 
 /// `metadata.name` and `metadata.namespace`, selectable on every kind.
@@ -84,12 +93,22 @@ fn str_at(obj: &Value, pointer: &str) -> String {
 /// The strategy of a built-in kind: defaults and validation by kind.
 pub struct BuiltinStrategy {
     info: &'static ResourceInfo,
+    allocator: Option<Arc<dyn Allocator>>,
 }
 
 impl BuiltinStrategy {
     /// The strategy for one catalogue entry.
     pub fn new(info: &'static ResourceInfo) -> Self {
-        BuiltinStrategy { info }
+        BuiltinStrategy {
+            info,
+            allocator: None,
+        }
+    }
+
+    /// The same strategy, reserving values through `allocator`.
+    pub fn with_allocator(mut self, allocator: Arc<dyn Allocator>) -> Self {
+        self.allocator = Some(allocator);
+        self
     }
 }
 
@@ -141,6 +160,10 @@ impl Strategy for BuiltinStrategy {
 
     fn tracks_generation(&self) -> bool {
         self.info.has_status && !matches!(self.info.kind, "Namespace" | "Node")
+    }
+
+    fn allocator(&self) -> Option<&dyn Allocator> {
+        self.allocator.as_deref()
     }
 
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {

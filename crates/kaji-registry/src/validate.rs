@@ -119,6 +119,28 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
                     };
                 }
             }
+            // Scheduling gates may only be removed (that is how a pod is
+            // released to the scheduler), never added.
+            let gates = |spec: &Value| -> Vec<Value> {
+                spec.get("schedulingGates")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (new_gates, old_gates) = (gates(&new_spec), gates(&old_spec));
+            if new_gates.iter().all(|g| old_gates.contains(g)) {
+                if let Some(map) = new_spec.as_object_mut() {
+                    match old_spec.get("schedulingGates") {
+                        Some(v) => map.insert("schedulingGates".into(), v.clone()),
+                        None => map.remove("schedulingGates"),
+                    };
+                }
+            } else {
+                causes.push(Cause::forbidden(
+                    "spec.schedulingGates",
+                    "only deletion is allowed, but found new scheduling gate",
+                ));
+            }
             if new_spec != old_spec {
                 causes.push(Cause::forbidden(
                     "spec",

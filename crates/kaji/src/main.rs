@@ -6,15 +6,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kaji_controllers::leader::LeaderElectionConfig;
+
+mod agent;
 
 #[derive(Parser)]
 #[command(
     name = "kaji",
     version,
-    about = "A Kubernetes-compatible control plane in one binary"
+    about = "A Kubernetes-compatible control plane in one binary",
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,12 +28,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a whole cluster in the foreground and write an admin kubeconfig.
-    Up(ServerArgs),
+    /// Start a whole cluster in the foreground (API server, controllers,
+    /// scheduler and a node agent) and write an admin kubeconfig.
+    Up(UpArgs),
     /// Run only the API server.
     Apiserver(ServerArgs),
     /// Run only the controllers, against any API server.
-    ControllerManager(ClientArgs),
+    ControllerManager(ControllerManagerArgs),
+    /// Run only the scheduler, against any API server.
+    Scheduler(SchedulerArgs),
+    /// Run a node agent: register a Node and run the pods bound to it.
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Args, Clone)]
@@ -39,6 +49,89 @@ struct ClientArgs {
     /// Log filter, e.g. `info` or `kaji=debug`.
     #[arg(long, env = "KAJI_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Args, Clone)]
+struct LeaderArgs {
+    /// This replica's identity in leader election (default: hostname plus
+    /// random digits).
+    #[arg(long)]
+    identity: Option<String>,
+    /// How long a leader's Lease lasts without renewal, e.g. `15s`.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long a leader keeps trying to renew before it steps down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl LeaderArgs {
+    fn apply(&self, mut config: LeaderElectionConfig) -> anyhow::Result<LeaderElectionConfig> {
+        if let Some(id) = &self.identity {
+            config.identity = id.clone();
+        }
+        config.lease_duration = self.leader_elect_lease_duration;
+        config.renew_deadline = self.leader_elect_renew_deadline;
+        config.retry_period = self.leader_elect_retry_period;
+        config
+            .validate()
+            .context("invalid leader election settings")?;
+        Ok(config)
+    }
+}
+
+#[derive(Args, Clone)]
+struct ControllerArgs {
+    /// The range node pod CIDRs are allocated from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The size of each node's pod CIDR (IPv4).
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// How long a node may go without a heartbeat before it is NotReady.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often node heartbeats are checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+}
+
+impl ControllerArgs {
+    fn options(&self) -> anyhow::Result<kaji_controllers::Options> {
+        let mut options = kaji_controllers::Options {
+            node_ipam: kaji_controllers::nodeipam::Config::new(
+                &self.cluster_cidr,
+                self.node_cidr_mask_size,
+                64,
+            )
+            .context("invalid --cluster-cidr")?,
+            ..Default::default()
+        };
+        options.node_lifecycle.grace_period = self.node_monitor_grace_period;
+        options.node_lifecycle.monitor_period = self.node_monitor_period;
+        Ok(options)
+    }
+}
+
+#[derive(Args, Clone)]
+struct ControllerManagerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+    #[command(flatten)]
+    controllers: ControllerArgs,
+}
+
+#[derive(Args, Clone)]
+struct SchedulerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
 }
 
 #[derive(Args, Clone)]
@@ -57,6 +150,36 @@ struct ServerArgs {
     log: String,
 }
 
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    controllers: ControllerArgs,
+    #[command(flatten)]
+    node: agent::NodeArgs,
+}
+
+/// Parses `500ms`, `15s`, `2m`, `1h` or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
 fn default_data_dir() -> PathBuf {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -67,8 +190,11 @@ fn default_data_dir() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let log = match &cli.command {
-        Command::Up(a) | Command::Apiserver(a) => a.log.clone(),
-        Command::ControllerManager(a) => a.log.clone(),
+        Command::Up(a) => a.server.log.clone(),
+        Command::Apiserver(a) => a.log.clone(),
+        Command::ControllerManager(a) => a.client.log.clone(),
+        Command::Scheduler(a) => a.client.log.clone(),
+        Command::Agent(a) => a.client.log.clone(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,9 +207,11 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(run_apiserver(args, true)),
-        Command::Apiserver(args) => runtime.block_on(run_apiserver(args, false)),
+        Command::Up(args) => runtime.block_on(run_apiserver(args.server.clone(), Some(args))),
+        Command::Apiserver(args) => runtime.block_on(run_apiserver(args, None)),
         Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
+        Command::Scheduler(args) => runtime.block_on(run_scheduler(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
     }
 }
 
@@ -97,16 +225,28 @@ async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clien
     kube::Client::try_from(config).context("building the API client")
 }
 
-async fn run_controller_manager(args: ClientArgs) -> anyhow::Result<()> {
-    let client = client_from(&args.kubeconfig).await?;
-    let config = kaji_controllers::leader::LeaderElectionConfig::default();
+async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.client.kubeconfig).await?;
+    let config = args.leader.apply(LeaderElectionConfig::default())?;
+    let options = args.controllers.options()?;
     tracing::info!(identity = %config.identity, "campaigning for the controller manager lease");
-    kaji_controllers::run_with_leader_election(client, config, shutdown_signal())
+    kaji_controllers::run_with_leader_election(client, config, options, shutdown_signal())
         .await
         .context("a controller stopped")
 }
 
-async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<()> {
+async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.client.kubeconfig).await?;
+    let config = args
+        .leader
+        .apply(kaji_scheduler::leader_election_config())?;
+    tracing::info!(identity = %config.identity, "campaigning for the scheduler lease");
+    kaji_scheduler::run_with_leader_election(client, config, shutdown_signal())
+        .await
+        .context("the scheduler stopped")
+}
+
+async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -168,27 +308,60 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: bool) -> anyhow::Result<
         started.elapsed().as_millis(),
         kubeconfig.display()
     );
-    if whole_cluster {
-        // The controllers use the API over loopback with the admin
-        // credentials, exactly as they would from their own process.
-        let client = client_from(&kubeconfig).await?;
-        // A stable identity lets a restarted `up` take its own Lease back at
-        // once instead of waiting for it to expire.
-        let config = kaji_controllers::leader::LeaderElectionConfig {
-            identity: "kaji-up".to_string(),
-            ..Default::default()
-        };
-        tokio::spawn(async move {
-            let run =
-                kaji_controllers::run_with_leader_election(client, config, std::future::pending());
-            if let Err(e) = run.await {
-                tracing::error!(error = %e, "controllers stopped");
-            }
-        });
-    }
-    kaji_apiserver::serve(server, listener, shutdown_signal()).await?;
+    let serving = tokio::spawn(kaji_apiserver::serve(server, listener, shutdown_signal()));
+    // The agent must live as long as the server: dropping it stops the node.
+    let _node = match whole_cluster {
+        Some(up) => start_cluster(&kubeconfig, &data_dir, up).await?,
+        None => None,
+    };
+    serving.await.context("the API server task failed")??;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Starts everything but the API server in this process: the controllers,
+/// the scheduler and a node agent. They use the API over loopback with the
+/// admin credentials, exactly as they would from their own processes.
+async fn start_cluster(
+    kubeconfig: &std::path::Path,
+    data_dir: &std::path::Path,
+    up: UpArgs,
+) -> anyhow::Result<Option<kaji_agent::Agent>> {
+    let client = client_from(kubeconfig).await?;
+    // A stable identity lets a restarted `up` take its own Leases back at
+    // once instead of waiting for them to expire.
+    let identity = "kaji-up".to_string();
+    let controllers = LeaderElectionConfig {
+        identity: identity.clone(),
+        ..Default::default()
+    };
+    let options = up.controllers.options()?;
+    let c = client.clone();
+    tokio::spawn(async move {
+        let run = kaji_controllers::run_with_leader_election(
+            c,
+            controllers,
+            options,
+            std::future::pending(),
+        );
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "controllers stopped");
+        }
+    });
+    let scheduler = LeaderElectionConfig {
+        identity,
+        ..kaji_scheduler::leader_election_config()
+    };
+    let c = client.clone();
+    tokio::spawn(async move {
+        let run = kaji_scheduler::run_with_leader_election(c, scheduler, std::future::pending());
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
+    agent::start_local(client, &up.node, &data_dir.join("node"))
+        .await
+        .context("starting the node agent")
 }
 
 fn write_insecure_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {

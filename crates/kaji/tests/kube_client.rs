@@ -42,7 +42,15 @@ async fn stale_update_conflicts_and_fresh_update_wins() {
         .replace("a", &PostParams::default(), &fresh)
         .await
         .unwrap();
-    assert!(updated.metadata.resource_version > created.metadata.resource_version);
+    let rv = |o: &ConfigMap| -> u64 {
+        o.metadata
+            .resource_version
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(rv(&updated) > rv(&created));
     let mut stale = created.clone();
     stale.data = Some(BTreeMap::from([("v".into(), "3".into())]));
     match api.replace("a", &PostParams::default(), &stale).await {

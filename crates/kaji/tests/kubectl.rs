@@ -309,6 +309,9 @@ fn server_side_apply_tracks_managers_and_reports_conflicts() {
         ])
         .stdout
     };
+    // Let the controllers finish writing status first.
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .success();
     let before = rv(&c);
     c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT))
         .success();

@@ -21,21 +21,34 @@ fn kaji_bin() -> &'static str {
 }
 
 impl Cluster {
-    /// Starts a cluster on a fresh temp dir and a free loopback port.
+    /// Starts a cluster on a fresh temp dir and a free loopback port, its
+    /// node agent running simulated pods (so tests can run side by side).
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Like [`Cluster::start`], with extra `kaji up` arguments (given last,
+    /// so they override the defaults).
+    pub fn start_with(extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
-        let mut c = Cluster::start_in(&dir, "127.0.0.1:0");
+        let mut c = Cluster::start_in_with(&dir, "127.0.0.1:0", extra);
         c._tmp = Some(tmp);
         c
     }
 
     /// Starts `kaji up` on `dir`, waiting for its ready line.
     pub fn start_in(dir: &Path, listen: &str) -> Cluster {
+        Cluster::start_in_with(dir, listen, &[])
+    }
+
+    fn start_in_with(dir: &Path, listen: &str, extra: &[&str]) -> Cluster {
         let mut child = Command::new(kaji_bin())
             .args(["up", "--data-dir"])
             .arg(dir)
             .args(["--listen", listen, "--log", "warn"])
+            .args(["--runtime", "simulated", "--agent-listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -174,4 +187,92 @@ impl Output {
         assert!(!self.ok, "kubectl unexpectedly succeeded:\n{}", self.stdout);
         &self.stderr
     }
+}
+
+// Separate component processes (`kaji apiserver`, `controller-manager`,
+// `scheduler`, `agent`), for tests of a cluster spread over processes.
+
+/// Every wait in [`eventually`] is bounded by this.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A process this test started, SIGKILLed (by its PID) when dropped.
+pub struct Process(pub Option<Child>);
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGKILL to this process and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `kaji apiserver` over plain HTTP on a free loopback port and
+/// returns it once it reports ready (it writes `dir/kubeconfig`).
+pub fn start_apiserver(dir: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaji"))
+        .args([
+            "apiserver",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kaji apiserver");
+    let stdout = child.stdout.take().expect("stdout");
+    let process = Process(Some(child));
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("kaji is ready at "));
+    assert!(ready, "kaji apiserver did not report ready");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    process
+}
+
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig parses");
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig loads");
+    kube::Client::try_from(config).expect("client builds")
+}
+
+/// Polls `probe` every 100 ms until it yields `Some`, for at most [`LIMIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let poll = async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, poll)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
