@@ -14,9 +14,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use kaji_core::ApiError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 use crate::handler::Query;
@@ -175,7 +173,7 @@ async fn connect(
         .map_err(|e| format!("dial tcp: {e}"))?;
     let server_name =
         ServerName::try_from(host.to_string()).map_err(|e| format!("invalid server name: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(agent_tls_config())
+    let tls = tokio_rustls::TlsConnector::from(kaji_pki::insecure_client_config())
         .connect(server_name, tcp)
         .await
         .map_err(|e| format!("tls handshake: {e}"))?;
@@ -351,72 +349,6 @@ async fn pod_agent(
     agent_address(&node).ok_or_else(|| {
         ApiError::bad_request(format!("node {node_name} has no address to reach it at"))
     })
-}
-
-fn agent_tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(UnverifiedAgent(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// Accepts any agent certificate but still checks the handshake signatures,
-/// so the connection is encrypted to whoever holds that certificate's key.
-#[derive(Debug)]
-struct UnverifiedAgent(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for UnverifiedAgent {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

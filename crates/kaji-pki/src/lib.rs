@@ -17,10 +17,12 @@
 mod authn;
 mod error;
 mod files;
+mod insecure;
 mod issue;
 mod kubeconfig;
 mod pki;
 
 pub use authn::UserInfo;
 pub use error::PkiError;
+pub use insecure::insecure_client_config;
 pub use pki::Pki;

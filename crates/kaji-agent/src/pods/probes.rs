@@ -377,7 +377,7 @@ async fn http_get(
     let response = if https {
         let name =
             rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(crate::tls::insecure_client_config())
+        let tls = tokio_rustls::TlsConnector::from(kaji_pki::insecure_client_config())
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;

@@ -78,28 +78,8 @@ pub fn default_profile() -> Profile {
         .score(Arc::new(node_resources::BalancedAllocation), 1)
 }
 
-/// Whether `toleration` tolerates `taint` (`Toleration.ToleratesTaint`):
-/// the effect matches (or the toleration names none), the key matches (or
-/// the toleration names none, with `Exists`), and the value is equal
-/// (operator `Equal` or unset) or anything (`Exists`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
+/// Whether a toleration tolerates a taint, as the taint eviction controller decides it.
+pub use kaji_controllers::nodelifecycle::tolerates;
 
 /// Whether any of `tolerations` tolerates `taint`.
 pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
