@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::cache::{Cache, NodeInfo};
-use crate::framework::{ClusterView, CycleState, PreFilterPlugin, Status};
+use crate::framework::{ClusterView, CycleState, NodeScore, PreFilterPlugin, ScorePlugin, Status};
 use crate::pod_info::PodInfo;
 
 /// A node named `name` with allocatable `cpu`, 32Gi memory and 110 pods,
@@ -77,6 +77,31 @@ pub fn pre_filtered(
     let mut state = CycleState::default();
     let result = plugin.pre_filter(&mut state, pod, &cluster);
     (state, result.status)
+}
+
+/// Pre-scores, scores and normalizes every node of `cache` (all feasible);
+/// returns the raw and the normalized scores, in node order.
+pub fn scores(plugin: &dyn ScorePlugin, pod: &PodInfo, cache: &Cache) -> (Vec<i64>, Vec<i64>) {
+    let namespaces = no_namespaces();
+    let cluster = ClusterView {
+        cache,
+        namespaces: &namespaces,
+    };
+    let feasible: Vec<&NodeInfo> = cache.nodes().iter().collect();
+    let mut state = CycleState::default();
+    assert!(plugin
+        .pre_score(&mut state, pod, &feasible, &cluster)
+        .is_success());
+    let mut scores: Vec<NodeScore<'_>> = feasible
+        .iter()
+        .map(|n| NodeScore {
+            name: &n.name,
+            score: plugin.score(&state, pod, n).unwrap(),
+        })
+        .collect();
+    let raw = scores.iter().map(|s| s.score).collect();
+    plugin.normalize_score(&state, pod, &mut scores);
+    (raw, scores.iter().map(|s| s.score).collect())
 }
 
 fn merge(base: &mut Value, extra: Value) {

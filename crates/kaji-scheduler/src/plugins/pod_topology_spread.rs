@@ -371,7 +371,7 @@ impl ScorePlugin for PodTopologySpread {
 mod tests {
     use super::*;
     use crate::framework::Code;
-    use crate::testing::{cache, no_namespaces, node, pod, pre_filtered};
+    use crate::testing::{cache, node, pod, pre_filtered, scores};
     use serde_json::{json, Value};
     use std::sync::Arc;
 
@@ -521,32 +521,9 @@ mod tests {
             &[(web("w1"), "a1"), (web("w2"), "a1"), (web("w3"), "b1")],
         );
         let p = spread("p", "ScheduleAnyway", json!({}));
-        let namespaces = no_namespaces();
-        let cluster = ClusterView {
-            cache: &nodes,
-            namespaces: &namespaces,
-        };
-        let feasible: Vec<&NodeInfo> = nodes.nodes().iter().collect();
-        let mut state = CycleState::default();
-        assert!(PodTopologySpread
-            .pre_score(&mut state, &p, &feasible, &cluster)
-            .is_success());
-        let mut scores: Vec<NodeScore<'_>> = feasible
-            .iter()
-            .map(|n| NodeScore {
-                name: &n.name,
-                score: PodTopologySpread.score(&state, &p, n).unwrap(),
-            })
-            .collect();
+        let (raw, normalized) = scores(&PodTopologySpread, &p, &nodes);
         // Three domains: weight ln(5) ≈ 1.609; raw a 3, b 2, c 0.
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [3, 2, 0, 0]
-        );
-        PodTopologySpread.normalize_score(&state, &p, &mut scores);
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [0, 33, 100, 0]
-        );
+        assert_eq!(raw, [3, 2, 0, 0]);
+        assert_eq!(normalized, [0, 33, 100, 0]);
     }
 }

@@ -96,7 +96,7 @@ impl ScorePlugin for TaintToleration {
 mod tests {
     use super::*;
     use crate::framework::Code;
-    use crate::testing::{cache, no_namespaces, node, node_info, pod};
+    use crate::testing::{cache, node, node_info, pod, scores};
     use serde_json::json;
 
     fn tainted(key: &str, value: &str, effect: &str) -> NodeInfo {
@@ -179,25 +179,7 @@ mod tests {
             "p",
             json!({"spec": {"tolerations": [{"key": "t", "operator": "Exists", "effect": "PreferNoSchedule"}]}}),
         );
-        let namespaces = no_namespaces();
-        let cluster = ClusterView {
-            cache: &nodes,
-            namespaces: &namespaces,
-        };
-        let feasible: Vec<&NodeInfo> = nodes.nodes().iter().collect();
-        let mut state = CycleState::default();
-        assert!(TaintToleration
-            .pre_score(&mut state, &p, &feasible, &cluster)
-            .is_success());
-        let mut scores: Vec<NodeScore<'_>> = feasible
-            .iter()
-            .map(|n| NodeScore {
-                name: &n.name,
-                score: TaintToleration.score(&state, &p, n).unwrap(),
-            })
-            .collect();
-        TaintToleration.normalize_score(&state, &p, &mut scores);
-        let got: Vec<i64> = scores.iter().map(|s| s.score).collect();
+        let (_, got) = scores(&TaintToleration, &p, &nodes);
         assert_eq!(got, [100, 50, 0, 100]);
     }
 }
