@@ -119,11 +119,11 @@ async fn simulated_nodes_register_with_labels_capacity_addresses_and_a_ready_con
     );
 }
 
-#[tokio::test]
-async fn a_pod_cidr_assigned_to_the_node_reaches_the_runtime_and_gives_pods_addresses() {
-    let sim = Sim::start(1, false).await;
+/// Gives node-0 a pod CIDR, as node IPAM would, and waits until its pods
+/// are isolated.
+async fn assign_pod_cidr(sim: &Sim, cidr: &str) {
     let nodes: Api<Node> = Api::all(sim.client());
-    let patch = json!({"spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]}});
+    let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
     nodes
         .patch("node-0", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -134,6 +134,12 @@ async fn a_pod_cidr_assigned_to_the_node_reaches_the_runtime_and_gives_pods_addr
         (a.get(kaji_agent::POD_NETWORK_ANNOTATION)? == "isolated").then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_pod_cidr_assigned_to_the_node_reaches_the_runtime_and_gives_pods_addresses() {
+    let sim = Sim::start(1, false).await;
+    assign_pod_cidr(&sim, "10.244.7.0/24").await;
     let client = sim.client();
     create(
         &client,
@@ -716,4 +722,40 @@ async fn http_and_tcp_readiness_probes_reach_the_pod() {
             .any(|m| m.starts_with("Readiness probe failed: dial tcp 127.0.0.1:")),
         "{messages:?}"
     );
+}
+
+#[tokio::test]
+async fn network_probes_pass_at_made_up_pod_addresses_as_on_kwok() {
+    use k8s_openapi::api::core::v1::{HTTPGetAction, Probe, TCPSocketAction};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    let sim = Sim::start(1, false).await;
+    assign_pod_cidr(&sim, "10.244.9.0/24").await;
+    let client = sim.client();
+    let mut web = container("web", &[]);
+    web.readiness_probe = Some(Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".into()),
+            port: IntOrString::Int(3000),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(1),
+        ..Probe::default()
+    });
+    let mut db = container("db", &[]);
+    db.readiness_probe = Some(Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(5432),
+            host: None,
+        }),
+        period_seconds: Some(1),
+        ..Probe::default()
+    });
+    create(&client, &pod("probed", "node-0", vec![web, db])).await;
+    let p = wait_pod(&client, "probed", "ready at a simulated address", |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let ip = p.status.unwrap().pod_ip.unwrap();
+    assert!(ip.starts_with("10.244.9."), "{ip}");
 }

@@ -21,6 +21,8 @@ pub fn spawn_compactor(store: Arc<dyn Store>, interval: Duration) -> tokio::task
             if let Some(rev) = previous.filter(|r| *r > 0) {
                 match store.compact(rev).await {
                     Ok(()) => tracing::debug!(revision = rev, "compacted store history"),
+                    // Another API server on the same etcd compacted further.
+                    Err(kaji_store::StoreError::Compacted { .. }) => {}
                     Err(e) => tracing::warn!(error = %e, revision = rev, "compaction failed"),
                 }
             }

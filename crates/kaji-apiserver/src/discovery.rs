@@ -1,7 +1,7 @@
 //! Discovery documents: legacy (`/api`, `/apis`, `APIResourceList`) and
 //! aggregated (`apidiscovery.k8s.io/v2`), built from the served resources.
 
-use kaji_core::catalogue::{self, ResourceInfo, VERBS};
+use kaji_core::catalogue::{ResourceInfo, VERBS};
 use serde_json::{json, Value};
 
 /// The content type of an aggregated discovery answer.
@@ -55,9 +55,23 @@ fn group_entry(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0].clone()})
 }
 
+/// The named API groups among `served`, in order of first appearance, each
+/// with its versions, preferred first (the order `served` lists them in).
+pub fn groups(served: &[&'static ResourceInfo]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in served.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
 /// `/apis`.
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = catalogue::groups()
+pub fn api_group_list(served: &[&'static ResourceInfo]) -> Value {
+    let groups: Vec<Value> = groups(served)
         .iter()
         .map(|(g, vs)| group_entry(g, vs))
         .collect();
@@ -65,24 +79,33 @@ pub fn api_group_list() -> Value {
 }
 
 /// `/apis/<group>`.
-pub fn api_group(group: &str) -> Option<Value> {
-    let (g, vs) = catalogue::groups().into_iter().find(|(g, _)| *g == group)?;
+pub fn api_group(served: &[&'static ResourceInfo], group: &str) -> Option<Value> {
+    let (g, vs) = groups(served).into_iter().find(|(g, _)| *g == group)?;
     let mut entry = group_entry(g, &vs);
     entry["kind"] = "APIGroup".into();
     entry["apiVersion"] = "v1".into();
     Some(entry)
 }
 
-fn resources_of(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
-    catalogue::builtin()
+fn resources_of(
+    served: &[&'static ResourceInfo],
+    group: &str,
+    version: &str,
+) -> Vec<&'static ResourceInfo> {
+    served
         .iter()
         .filter(|r| r.group == group && r.version == version)
+        .copied()
         .collect()
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
-pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources = resources_of(group, version);
+pub fn api_resource_list(
+    served: &[&'static ResourceInfo],
+    group: &str,
+    version: &str,
+) -> Option<Value> {
+    let resources = resources_of(served, group, version);
     if resources.is_empty() {
         return None;
     }
@@ -128,8 +151,8 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn aggregated_version(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = resources_of(group, version)
+fn aggregated_version(served: &[&'static ResourceInfo], group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = resources_of(served, group, version)
         .into_iter()
         .map(|r| {
             let subs: Vec<Value> = r
@@ -163,16 +186,19 @@ fn aggregated_version(group: &str, version: &str) -> Value {
 }
 
 /// Aggregated discovery for `/api` (core) or `/apis` (all groups).
-pub fn aggregated(core: bool) -> Value {
+pub fn aggregated(served: &[&'static ResourceInfo], core: bool) -> Value {
     let items: Vec<Value> = if core {
         vec![
-            json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version("", "v1")]}),
+            json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version(served, "", "v1")]}),
         ]
     } else {
-        catalogue::groups()
+        groups(served)
             .iter()
             .map(|(g, vs)| {
-                let versions: Vec<Value> = vs.iter().map(|v| aggregated_version(g, v)).collect();
+                let versions: Vec<Value> = vs
+                    .iter()
+                    .map(|v| aggregated_version(served, g, v))
+                    .collect();
                 json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
             })
             .collect()
@@ -184,9 +210,13 @@ pub fn aggregated(core: bool) -> Value {
 mod tests {
     use super::*;
 
+    fn builtin() -> Vec<&'static ResourceInfo> {
+        kaji_core::catalogue::builtin().iter().collect()
+    }
+
     #[test]
     fn core_resource_list_has_pods_and_their_subresources() {
-        let list = api_resource_list("", "v1").unwrap();
+        let list = api_resource_list(&builtin(), "", "v1").unwrap();
         let names: Vec<&str> = list["resources"]
             .as_array()
             .unwrap()
@@ -202,7 +232,7 @@ mod tests {
 
     #[test]
     fn scale_subresources_answer_with_autoscaling_scale() {
-        let list = api_resource_list("apps", "v1").unwrap();
+        let list = api_resource_list(&builtin(), "apps", "v1").unwrap();
         let scale = list["resources"]
             .as_array()
             .unwrap()
@@ -217,6 +247,9 @@ mod tests {
     fn kubectl_accept_header_selects_aggregated_v2() {
         assert!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
         assert!(!wants_aggregated("application/json, */*"));
-        assert_eq!(aggregated(false)["items"][0]["metadata"]["name"], "apps");
+        assert_eq!(
+            aggregated(&builtin(), false)["items"][0]["metadata"]["name"],
+            "apps"
+        );
     }
 }

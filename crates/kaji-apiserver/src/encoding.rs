@@ -166,14 +166,21 @@ pub fn partial_metadata(obj: &Value) -> Value {
 }
 
 /// Wraps `objs` in a Table; rows carry the object per `includeObject`.
+/// Custom resources print their CRD's `additionalPrinterColumns`
+/// (`columns`); built-in kinds their own printers.
 pub fn table(
     api_version: &str,
     kind: &str,
+    columns: Option<&[kaji_printers::CustomColumn]>,
     objs: &[Value],
     include: &str,
     list_meta: Option<&Value>,
 ) -> Value {
-    let mut t = kaji_printers::table(api_version, kind, objs, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let mut t = match columns {
+        Some(columns) => kaji_printers::custom_table(columns, objs, now),
+        None => kaji_printers::table(api_version, kind, objs, now),
+    };
     if let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut) {
         for (row, obj) in rows.iter_mut().zip(objs) {
             row["object"] = match include {

@@ -144,14 +144,17 @@ fn selectors(q: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>)
     Ok((labels, fields))
 }
 
-fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+/// `DeleteOptions` from the query and the body, which comes in whatever
+/// media type the client sends (helm sends protobuf).
+fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions {
         dry_run: dry_run(q)?,
         ..Default::default()
     };
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        let v = encoding::decode_body(&encoding::content_type(headers), body).map_err(|e| {
+            ApiError::bad_request(format!("failed to decode DeleteOptions: {}", e.message))
+        })?;
         opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.propagation_policy = v
             .get("propagationPolicy")
@@ -201,13 +204,26 @@ fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     Ok(opts)
 }
 
-fn shape_one(reg: &Registry, neg: Negotiated, obj: &Value, q: &Query) -> Value {
+/// A registry with what the handler needs to print its objects.
+struct Served {
+    registry: Arc<Registry>,
+    custom: Option<Arc<crate::crds::CustomResource>>,
+}
+
+impl Served {
+    fn columns(&self) -> Option<&[kaji_printers::CustomColumn]> {
+        self.custom.as_deref().map(|c| c.columns.as_slice())
+    }
+}
+
+fn shape_one(reg: &Served, neg: Negotiated, obj: &Value, q: &Query) -> Value {
     match neg.view {
         View::Object => obj.clone(),
         View::Metadata => encoding::partial_metadata(obj),
         View::Table => encoding::table(
-            &reg.info().api_version(),
-            reg.info().kind,
+            &reg.registry.info().api_version(),
+            reg.registry.info().kind,
+            reg.columns(),
             std::slice::from_ref(obj),
             q.get("includeObject")
                 .map(String::as_str)
@@ -265,9 +281,22 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    let reg = server
-        .registry(&path.group, &path.version, &path.resource)
-        .ok_or_else(ApiError::no_route)?;
+    let custom = server.custom_resource(&path.group, &path.version, &path.resource);
+    let reg = match &custom {
+        Some(c) => c.registry.clone(),
+        None => server
+            .registry(&path.group, &path.version, &path.resource)
+            .ok_or_else(ApiError::no_route)?,
+    };
+    if *method == Method::POST && custom.as_ref().is_some_and(|c| c.terminating) {
+        return Err(ApiError::method_not_allowed(
+            "create not allowed while custom resource definition is terminating",
+        ));
+    }
+    let served = Served {
+        registry: reg.clone(),
+        custom,
+    };
     let info = reg.info();
     if info.namespaced() != path.namespace.is_some() && path.name.is_some() {
         return Err(ApiError::no_route());
@@ -292,7 +321,7 @@ async fn dispatch(
     let ns = path.namespace.as_deref();
     let sub = path.subresource.as_deref();
     match (method.clone(), path.name.as_deref(), sub) {
-        (Method::GET, None, None) if flag(q, "watch") => watch(server, &reg, ns, q, neg).await,
+        (Method::GET, None, None) if flag(q, "watch") => watch(server, &served, ns, q, neg).await,
         (Method::GET, None, None) => {
             let (label_selector, field_selector) = selectors(q)?;
             let opts = ListOptions {
@@ -321,6 +350,7 @@ async fn dispatch(
                 View::Table => encoding::table(
                     &info.api_version(),
                     info.kind,
+                    served.columns(),
                     list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
                     q.get("includeObject")
                         .map(String::as_str)
@@ -335,7 +365,7 @@ async fn dispatch(
             Ok(respond(
                 StatusCode::OK,
                 neg.format,
-                &shape_one(&reg, neg, &obj, q),
+                &shape_one(&served, neg, &obj, q),
                 &[],
             ))
         }
@@ -351,7 +381,7 @@ async fn dispatch(
             Ok(respond(
                 StatusCode::CREATED,
                 neg.format,
-                &shape_one(&reg, neg, &out.object, q),
+                &shape_one(&served, neg, &out.object, q),
                 &out.warnings,
             ))
         }
@@ -387,7 +417,7 @@ async fn dispatch(
             Ok(respond(
                 StatusCode::OK,
                 neg.format,
-                &shape_one(&reg, neg, &out.object, q),
+                &shape_one(&served, neg, &out.object, q),
                 &out.warnings,
             ))
         }
@@ -436,7 +466,7 @@ async fn dispatch(
                     Ok(respond(
                         StatusCode::OK,
                         neg.format,
-                        &shape_one(&reg, neg, &out.object, q),
+                        &shape_one(&served, neg, &out.object, q),
                         &out.warnings,
                     ))
                 }
@@ -446,7 +476,7 @@ async fn dispatch(
             }
         }
         (Method::DELETE, Some(name), None) => {
-            let opts = delete_options(q, &body)?;
+            let opts = delete_options(q, headers, &body)?;
             let (obj, gone) = reg.delete(ns, name, &opts).await?;
             // 202 while finalizers or a grace period still hold the object, as Kubernetes answers.
             let code = if gone {
@@ -457,7 +487,7 @@ async fn dispatch(
             Ok(respond(code, neg.format, &obj, &[]))
         }
         (Method::DELETE, None, None) => {
-            let opts = delete_options(q, &body)?;
+            let opts = delete_options(q, headers, &body)?;
             let (label_selector, field_selector) = selectors(q)?;
             let list = reg
                 .list(
@@ -507,7 +537,7 @@ fn patch_scale(patch_type: PatchType, scale: &Value, patch: &Value) -> Result<Va
 
 async fn watch(
     server: &Arc<ApiServer>,
-    reg: &Arc<Registry>,
+    served: &Served,
     ns: Option<&str>,
     q: &Query,
     neg: Negotiated,
@@ -528,6 +558,8 @@ async fn watch(
         ),
         None => Duration::from_secs(1800),
     };
+    let reg = &served.registry;
+    let columns: Option<Vec<kaji_printers::CustomColumn>> = served.columns().map(<[_]>::to_vec);
     let mut events = reg.watch(ns, opts).await?;
     let include = q
         .get("includeObject")
@@ -543,10 +575,12 @@ async fn watch(
         let mut bookmarks = tokio::time::interval(Duration::from_secs(60));
         bookmarks.tick().await;
         let mut last_rv: Option<i64> = None;
+        let mut stopping = server.stopping.subscribe();
         loop {
             let ev = tokio::select! {
                 _ = &mut deadline => break,
                 _ = tx.closed() => break,
+                _ = stopping.wait_for(|s| *s) => break,
                 _ = bookmarks.tick(), if allow_bookmarks => match last_rv {
                     Some(rv) => reg.bookmark(rv, false),
                     None => continue,
@@ -572,6 +606,7 @@ async fn watch(
                     View::Table => encoding::table(
                         &reg.info().api_version(),
                         reg.info().kind,
+                        columns.as_deref(),
                         std::slice::from_ref(&obj),
                         &include,
                         None,

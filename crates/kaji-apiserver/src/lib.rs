@@ -7,6 +7,7 @@
 //! except through registries.
 
 mod compactor;
+mod crds;
 mod discovery;
 mod encoding;
 mod handler;
@@ -17,9 +18,10 @@ mod path;
 mod server;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use kaji_core::catalogue;
+use kaji_apiextensions::strategy::{AcceptedCrds, CrdStrategy};
+use kaji_core::{catalogue, ResourceInfo};
 use kaji_pki::Pki;
 use kaji_registry::allocate::{DEFAULT_REPAIR_GRACE, DEFAULT_REPAIR_INTERVAL};
 use kaji_registry::{BuiltinStrategy, Part, Registry, ServiceAllocator, WriteOptions};
@@ -29,6 +31,9 @@ use serde_json::json;
 pub use compactor::{spawn_compactor, DEFAULT_COMPACTION_INTERVAL};
 pub use kaji_registry::allocate::{PortRange, ServiceCidr, ServiceRanges};
 pub use server::{serve, ServeError};
+
+/// `(group, version, plural)`.
+type ResourceKey = (String, String, String);
 
 /// The Kubernetes version kaji reports (kubectl picks its matching minor).
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
@@ -47,13 +52,23 @@ pub struct Config {
 
 /// The shared state of a running API server.
 pub struct ApiServer {
-    registries: HashMap<(String, String, String), Arc<Registry>>,
+    registries: HashMap<ResourceKey, Arc<Registry>>,
+    /// Custom resources, installed and removed as CRDs come and go.
+    custom: RwLock<crds::Served>,
+    accepted_crds: AcceptedCrds,
+    store: Arc<dyn Store>,
+    /// What every write (but webhook configurations') passes through.
+    admission: Arc<dyn kaji_registry::Admission>,
+    webhooks: Arc<kaji_admission::Webhooks>,
     services: Arc<ServiceAllocator>,
     port: u16,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) pki: Option<Arc<Pki>>,
     pub(crate) server_address: String,
     pub(crate) openapi: server::OpenApiCache,
+    /// Set when the server starts shutting down: open watches end then, as
+    /// kube-apiserver closes them, instead of holding the shutdown up.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiServer {
@@ -73,7 +88,10 @@ impl ApiServer {
         let metrics = Arc::new(metrics::Metrics::default());
         let store: Arc<dyn Store> = Arc::new(metered::MeteredStore::new(store, metrics.clone()));
         let services = Arc::new(ServiceAllocator::new(store.clone(), ranges));
-        let registries = catalogue::builtin()
+        let accepted_crds = AcceptedCrds::default();
+        let webhooks = kaji_admission::Webhooks::new();
+        let admission: Arc<dyn kaji_registry::Admission> = webhooks.clone();
+        let registries: HashMap<ResourceKey, Arc<Registry>> = catalogue::builtin()
             .iter()
             .map(|info| {
                 let key = (
@@ -81,32 +99,78 @@ impl ApiServer {
                     info.version.to_string(),
                     info.plural.to_string(),
                 );
-                let mut strategy = BuiltinStrategy::new(info);
-                if (info.group, info.kind) == ("", "Service") {
-                    strategy = strategy.with_allocator(services.clone());
-                }
-                (
-                    key,
-                    Arc::new(Registry::new(store.clone(), Arc::new(strategy))),
-                )
+                let strategy: Arc<dyn kaji_registry::Strategy> = match (info.group, info.kind) {
+                    ("", "Service") => {
+                        Arc::new(BuiltinStrategy::new(info).with_allocator(services.clone()))
+                    }
+                    ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                        Arc::new(CrdStrategy::new(accepted_crds.clone()))
+                    }
+                    _ => Arc::new(BuiltinStrategy::new(info)),
+                };
+                let registry = Registry::new(store.clone(), strategy);
+                // As in Kubernetes, webhooks never gate their own configuration.
+                let registry = if info.group == "admissionregistration.k8s.io" {
+                    registry
+                } else {
+                    registry.with_admission(admission.clone())
+                };
+                (key, Arc::new(registry))
             })
             .collect();
         Arc::new(ApiServer {
             registries,
+            custom: RwLock::default(),
+            accepted_crds,
+            store,
+            admission,
+            webhooks,
             services,
             port: config.listen.port(),
             metrics,
             pki: config.pki.clone(),
             server_address: config.listen.to_string(),
             openapi: server::OpenApiCache::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 
-    /// The registry serving `group/version/resource`.
+    /// The registry serving `group/version/resource`, built in or custom.
     pub fn registry(&self, group: &str, version: &str, resource: &str) -> Option<Arc<Registry>> {
-        self.registries
-            .get(&(group.to_string(), version.to_string(), resource.to_string()))
-            .cloned()
+        let key = (group.to_string(), version.to_string(), resource.to_string());
+        self.registries.get(&key).cloned().or_else(|| {
+            self.custom
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .map(|c| c.registry.clone())
+        })
+    }
+
+    /// The custom resource served at `group/version/resource`, if any.
+    pub(crate) fn custom_resource(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Option<Arc<crds::CustomResource>> {
+        let key = (group.to_string(), version.to_string(), resource.to_string());
+        self.custom
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+    }
+
+    /// Every resource served now, built-ins first, as discovery lists them.
+    pub fn served(&self) -> Vec<&'static ResourceInfo> {
+        let mut out: Vec<&'static ResourceInfo> = catalogue::builtin().iter().collect();
+        out.extend(
+            self.custom
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .infos(),
+        );
+        out
     }
 
     /// Creates the system namespaces and the `default/kubernetes` Service
@@ -118,7 +182,7 @@ impl ApiServer {
     /// Any store failure other than "already exists" while creating the
     /// namespaces. Repair and the `kubernetes` Service only log failures:
     /// neither should keep the API from serving.
-    pub async fn bootstrap(&self) -> Result<(), kaji_core::ApiError> {
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<(), kaji_core::ApiError> {
         let namespaces = self
             .registry("", "v1", "namespaces")
             .expect("namespaces are built in");
@@ -130,6 +194,26 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        let registry = |g: &str, p: &str| {
+            self.registry(g, "v1", p)
+                .expect("admission's resources are built in")
+        };
+        self.webhooks.start(
+            registry(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+            ),
+            registry(
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+            ),
+            registry("", "namespaces"),
+        );
+        self.webhooks.resolve_services(
+            registry("", "services"),
+            registry("discovery.k8s.io", "endpointslices"),
+        );
+        crds::start(self.clone()).await;
         repair_services(&self.services).await;
         if let Err(e) = self.ensure_kubernetes_service().await {
             tracing::warn!(error = %e, "could not create the kubernetes service");

@@ -104,6 +104,7 @@ pub async fn serve(
             }
         });
     }
+    server.stopping.send_replace(true);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -257,49 +258,60 @@ async fn non_resource(
             "text/plain; version=0.0.4",
             server.metrics.render(),
         ),
-        ["api"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(true)),
-        ["apis"] if discovery::wants_aggregated(accept) => aggregated(discovery::aggregated(false)),
+        ["api"] if discovery::wants_aggregated(accept) => {
+            aggregated(discovery::aggregated(&server.served(), true))
+        }
+        ["apis"] if discovery::wants_aggregated(accept) => {
+            aggregated(discovery::aggregated(&server.served(), false))
+        }
         ["api"] => json_response(&discovery::api_versions(&server.server_address)),
-        ["apis"] => json_response(&discovery::api_group_list()),
-        ["api", v] => {
-            discovery::api_resource_list("", v).map_or_else(not_found, |d| json_response(&d))
+        ["apis"] => json_response(&discovery::api_group_list(&server.served())),
+        ["api", v] => discovery::api_resource_list(&server.served(), "", v)
+            .map_or_else(not_found, |d| json_response(&d)),
+        ["apis", g] => {
+            discovery::api_group(&server.served(), g).map_or_else(not_found, |d| json_response(&d))
         }
-        ["apis", g] => discovery::api_group(g).map_or_else(not_found, |d| json_response(&d)),
-        ["apis", g, v] => {
-            discovery::api_resource_list(g, v).map_or_else(not_found, |d| json_response(&d))
-        }
-        ["openapi", "v2"] if accept.contains("protobuf") => text(
-            StatusCode::OK,
-            kaji_openapi::V2_PROTOBUF_CONTENT_TYPE,
-            kaji_openapi::v2_protobuf(),
-        ),
-        ["openapi", "v2"] => cached(&server.openapi.v2, || {
-            serde_json::to_vec(&kaji_openapi::v2()).expect("JSON serializes")
-        }),
-        ["openapi", "v3"] => cached(&server.openapi.v3_index, || {
-            serde_json::to_vec(&kaji_openapi::v3_index(openapi_hash)).expect("JSON serializes")
-        }),
+        ["apis", g, v] => discovery::api_resource_list(&server.served(), g, v)
+            .map_or_else(not_found, |d| json_response(&d)),
+        ["openapi", "v2"] => openapi_v2(server, accept.contains("protobuf")),
+        ["openapi", "v3"] => openapi_v3_index(server),
         ["openapi", "v3", "api", v] => openapi_gv(server, "", v),
         ["openapi", "v3", "apis", g, v] => openapi_gv(server, g, v),
         _ => not_found(),
     }
 }
 
-/// OpenAPI documents are large and fixed: rendered once, served as bytes.
+/// OpenAPI documents are large: rendered once, served as bytes. The
+/// built-in documents never change; those that include custom resources
+/// are kept for one [`crate::crds::Served::generation`] and rendered again
+/// after CRDs change.
 #[derive(Default)]
 pub(crate) struct OpenApiCache {
     v2: std::sync::OnceLock<Bytes>,
     v3_index: std::sync::OnceLock<Bytes>,
     v3: std::sync::Mutex<std::collections::HashMap<String, Bytes>>,
+    custom: std::sync::Mutex<CustomDocs>,
 }
 
-fn cached(cell: &std::sync::OnceLock<Bytes>, render: impl FnOnce() -> Vec<u8>) -> Response<Body> {
-    let bytes = cell.get_or_init(|| Bytes::from(render())).clone();
-    text(StatusCode::OK, "application/json", bytes)
+/// The documents served for one generation of the custom resources.
+#[derive(Default)]
+struct CustomDocs {
+    /// The generation they were rendered for.
+    generation: u64,
+    /// By route: `v2`, `v2.pb`, `v3`, `v3/<group>/<version>`.
+    docs: std::collections::HashMap<String, Bytes>,
 }
 
-/// The hash clients use to cache a group version's document: it changes only
-/// when the served schema does, i.e. with the kaji version.
+fn builtin_doc(cell: &std::sync::OnceLock<Bytes>, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+    cell.get_or_init(|| Bytes::from(render())).clone()
+}
+
+fn to_json_bytes(value: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("JSON serializes"))
+}
+
+/// The hash clients use to cache a built-in group version's document: it
+/// changes only when the served schema does, i.e. with the kaji version.
 fn openapi_hash(gv: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -307,20 +319,158 @@ fn openapi_hash(gv: &str) -> String {
     format!("{:016X}", h.finish())
 }
 
-fn openapi_gv(server: &ApiServer, group: &str, version: &str) -> Response<Body> {
-    let key = format!("{group}/{version}");
-    let mut docs = server.openapi.v3.lock().expect("openapi cache lock");
-    if let Some(b) = docs.get(&key) {
-        return text(StatusCode::OK, "application/json", b.clone());
+/// The hash of a document that includes custom resources: of its content,
+/// so that it changes with the CRDs (and differs between clusters that
+/// once shared an address).
+fn content_hash(doc: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    doc.hash(&mut h);
+    format!("{:016X}", h.finish())
+}
+
+/// The custom resources served now and their generation, read together.
+fn served_custom(server: &ApiServer) -> (u64, Vec<kaji_openapi::CustomResource>) {
+    let served = server.custom.read().unwrap_or_else(|p| p.into_inner());
+    (served.generation(), served.schemas())
+}
+
+/// The document kept under `key`, if it was rendered for what is served now.
+fn kept(server: &ApiServer, key: &str) -> Option<Bytes> {
+    let generation = server
+        .custom
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .generation();
+    let docs = server
+        .openapi
+        .custom
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if docs.generation != generation {
+        return None;
     }
-    match kaji_openapi::v3_group_version(group, version) {
-        Some(doc) => {
-            let bytes = Bytes::from(serde_json::to_vec(&doc).expect("JSON serializes"));
-            docs.insert(key, bytes.clone());
+    docs.docs.get(key).cloned()
+}
+
+/// Keeps a document rendered for `generation`, dropping those of older
+/// generations; a document older than those kept is not kept.
+fn keep(server: &ApiServer, generation: u64, key: String, bytes: Bytes) {
+    let mut docs = server
+        .openapi
+        .custom
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if generation < docs.generation {
+        return;
+    }
+    if generation > docs.generation {
+        *docs = CustomDocs {
+            generation,
+            docs: Default::default(),
+        };
+    }
+    docs.docs.insert(key, bytes);
+}
+
+fn openapi_v2(server: &ApiServer, protobuf: bool) -> Response<Body> {
+    let (key, content_type) = if protobuf {
+        ("v2.pb", kaji_openapi::V2_PROTOBUF_CONTENT_TYPE)
+    } else {
+        ("v2", "application/json")
+    };
+    if let Some(bytes) = kept(server, key) {
+        return text(StatusCode::OK, content_type, bytes);
+    }
+    let (generation, custom) = served_custom(server);
+    let bytes = match (custom.is_empty(), protobuf) {
+        (true, true) => Bytes::from_static(kaji_openapi::v2_protobuf()),
+        (true, false) => builtin_doc(&server.openapi.v2, || {
+            serde_json::to_vec(&kaji_openapi::v2()).expect("JSON serializes")
+        }),
+        (false, true) => Bytes::from(kaji_openapi::v2_protobuf_with(&custom)),
+        (false, false) => to_json_bytes(&kaji_openapi::v2_with(&custom)),
+    };
+    keep(server, generation, key.to_string(), bytes.clone());
+    text(StatusCode::OK, content_type, bytes)
+}
+
+fn openapi_v3_index(server: &ApiServer) -> Response<Body> {
+    if let Some(bytes) = kept(server, "v3") {
+        return text(StatusCode::OK, "application/json", bytes);
+    }
+    let (generation, custom) = served_custom(server);
+    let bytes = if custom.is_empty() {
+        builtin_doc(&server.openapi.v3_index, || {
+            serde_json::to_vec(&kaji_openapi::v3_index(openapi_hash)).expect("JSON serializes")
+        })
+    } else {
+        // Custom group versions are hashed by content, so render them now.
+        let mut hashes = std::collections::HashMap::new();
+        for (info, _) in &custom {
+            let key = if info.group.is_empty() {
+                format!("api/{}", info.version)
+            } else {
+                format!("apis/{}/{}", info.group, info.version)
+            };
+            if hashes.contains_key(&key) {
+                continue;
+            }
+            if let Some(doc) = gv_document(server, info.group, info.version, &custom) {
+                hashes.insert(key, content_hash(&doc));
+                let route = format!("v3/{}/{}", info.group, info.version);
+                keep(server, generation, route, doc);
+            }
+        }
+        to_json_bytes(&kaji_openapi::v3_index_with(&custom, |key| {
+            hashes
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| openapi_hash(key))
+        }))
+    };
+    keep(server, generation, "v3".to_string(), bytes.clone());
+    text(StatusCode::OK, "application/json", bytes)
+}
+
+fn openapi_gv(server: &ApiServer, group: &str, version: &str) -> Response<Body> {
+    let route = format!("v3/{group}/{version}");
+    if let Some(bytes) = kept(server, &route) {
+        return text(StatusCode::OK, "application/json", bytes);
+    }
+    let (generation, custom) = served_custom(server);
+    match gv_document(server, group, version, &custom) {
+        Some(bytes) => {
+            keep(server, generation, route, bytes.clone());
             text(StatusCode::OK, "application/json", bytes)
         }
         None => not_found(),
     }
+}
+
+/// One group version's v3 document: with its custom resources if it has
+/// any, otherwise the (cached) built-in one.
+fn gv_document(
+    server: &ApiServer,
+    group: &str,
+    version: &str,
+    custom: &[kaji_openapi::CustomResource],
+) -> Option<Bytes> {
+    if custom
+        .iter()
+        .any(|(info, _)| info.group == group && info.version == version)
+    {
+        return kaji_openapi::v3_group_version_with(group, version, custom)
+            .map(|doc| to_json_bytes(&doc));
+    }
+    let key = format!("{group}/{version}");
+    let mut docs = server.openapi.v3.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(bytes) = docs.get(&key) {
+        return Some(bytes.clone());
+    }
+    let bytes = to_json_bytes(&kaji_openapi::v3_group_version(group, version)?);
+    docs.insert(key, bytes.clone());
+    Some(bytes)
 }
 
 fn aggregated(value: serde_json::Value) -> Response<Body> {

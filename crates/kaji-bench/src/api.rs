@@ -37,6 +37,9 @@ pub struct ApiParams {
     pub clients: usize,
     /// Upper bound on any one workload's duration.
     pub budget: Duration,
+    /// The store `kaji up` runs on: `embedded`, or `etcd` for a fresh etcd
+    /// started by the benchmark (needs the `etcd` feature).
+    pub store: String,
 }
 
 const NS: &str = "kaji-bench";
@@ -44,10 +47,10 @@ const FAN_NS: &str = "kaji-bench-fan";
 
 /// A thin raw-HTTP handle on the API server.
 #[derive(Clone)]
-struct Http(kube::Client);
+pub(crate) struct Http(pub(crate) kube::Client);
 
 impl Http {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -67,7 +70,12 @@ impl Http {
         Ok((status, bytes))
     }
 
-    async fn ok(&self, method: Method, path: &str, body: Option<Bytes>) -> anyhow::Result<Bytes> {
+    pub(crate) async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<Bytes> {
         let (status, bytes) = self.call(method.clone(), path, body).await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
@@ -94,7 +102,7 @@ fn pod(name: &str) -> Bytes {
     ))
 }
 
-async fn ensure_namespace(http: &Http, ns: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_namespace(http: &Http, ns: &str) -> anyhow::Result<()> {
     let body = format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#);
     let (status, bytes) = http
         .call(Method::POST, "/api/v1/namespaces", Some(body.into()))
@@ -134,7 +142,7 @@ async fn creates(
     .await
 }
 
-fn print_summary(name: &str, clients: usize, s: &Summary) {
+pub(crate) fn print_summary(name: &str, clients: usize, s: &Summary) {
     println!("{}", s.row(name, clients));
     if let Some(e) = &s.first_error {
         eprintln!("  {name}: {} errors, first: {e}", s.errors);
@@ -146,11 +154,41 @@ pub async fn run(kaji_bin: &Path, work_dir: &Path, p: &ApiParams) -> anyhow::Res
     let dir = tempfile::Builder::new()
         .prefix("kaji-bench-api-")
         .tempdir_in(work_dir)?;
-    let (server, kubeconfig) = process::start_kaji(kaji_bin, dir.path())?;
+    let etcd = start_store(&p.store, dir.path())?;
+    let url = etcd
+        .as_ref()
+        .map_or("embedded".to_string(), |(_, url)| url.clone());
+    let (server, kubeconfig) = process::start_kaji_on(kaji_bin, dir.path(), &url)?;
+    println!("\nkaji up on the {} store", p.store);
     let pid = server.pid();
     let result = run_against(pid, &kubeconfig, p).await;
     server.stop()?;
+    if let Some((etcd, _)) = etcd {
+        etcd.stop()?;
+    }
     result
+}
+
+/// Starts the etcd the API benchmark's `kaji up` runs on, if it runs on one.
+fn start_store(store: &str, dir: &Path) -> anyhow::Result<Option<(process::Proc, String)>> {
+    match store {
+        "embedded" => Ok(None),
+        #[cfg(feature = "etcd")]
+        "etcd" => {
+            let (etcd, url) = process::start_etcd(dir)?;
+            // `kaji up` retries nothing at start: wait until etcd answers.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "etcd did not listen in 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(Some((etcd, url.replace("http://", "etcd://"))))
+        }
+        other => anyhow::bail!(
+            "unknown --store {other:?}: embedded, or etcd (built with --features etcd)"
+        ),
+    }
 }
 
 async fn run_against(pid: u32, kubeconfig: &Path, p: &ApiParams) -> anyhow::Result<()> {

@@ -5,10 +5,13 @@
 //! admin client certificate (creates, GETs, a LIST of 10,000 pods with the
 //! server's RSS, a watch fan-out), and stops it by PID. `etcd` compares kaji's
 //! embedded store with a real etcd started the same way, in the same run.
+//! `crd` compares custom resources with ConfigMaps of the same size on a
+//! fresh `kaji up`, to show what schema validation and CEL rules cost.
 //! Every loop is bounded in count and in time. It owns no product code and
 //! nothing depends on it; results are copied into `docs/benchmarks.md` by hand.
 
 mod api;
+mod crd;
 mod measure;
 mod process;
 mod store;
@@ -50,9 +53,19 @@ struct Cli {
     /// Pods present for the LIST workloads.
     #[arg(long, global = true, default_value_t = 10_000)]
     list_pods: usize,
-    /// Runs per engine in the store comparison.
+    /// The store `kaji up` runs on in `api`: `embedded`, or `etcd` (a fresh
+    /// etcd started by the benchmark; needs `--features etcd`).
+    #[arg(long, global = true, default_value = "embedded")]
+    store: String,
+    /// Runs per engine in the store comparison, and per kind in `crd`.
     #[arg(long, global = true, default_value_t = 3)]
     runs: usize,
+    /// String entries in each object of `crd` (ConfigMap data, custom resource spec.data).
+    #[arg(long, global = true, default_value_t = 16)]
+    entries: usize,
+    /// Bytes of each of those entries.
+    #[arg(long, global = true, default_value_t = 64)]
+    value_bytes: usize,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +74,9 @@ enum Which {
     Api,
     /// kaji's embedded store against etcd (etcd needs the `etcd` feature).
     Etcd,
-    /// Both.
+    /// Custom resources (no schema, schema, schema + CEL) against ConfigMaps of the same size.
+    Crd,
+    /// All of them.
     All,
 }
 
@@ -94,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             changes: cli.changes,
             clients: cli.clients,
             budget,
+            store: cli.store.clone(),
         };
         api::run(&bin, &work_dir, &params).await?;
     }
@@ -106,6 +122,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             budget,
         };
         store::run(&work_dir, &params).await?;
+    }
+    if matches!(cli.command, Which::Crd | Which::All) {
+        let bin = process::kaji_binary(cli.kaji.clone())?;
+        let params = crd::CrdParams {
+            creates: cli.creates,
+            clients: cli.clients,
+            runs: cli.runs.max(1),
+            watchers: cli.watchers,
+            changes: cli.changes,
+            entries: cli.entries,
+            value_bytes: cli.value_bytes,
+            budget,
+        };
+        crd::run(&bin, &work_dir, &params).await?;
     }
     Ok(())
 }

@@ -100,12 +100,19 @@ pub fn kaji_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Starts `kaji up` on `data_dir` and a free loopback port; returns once it printed
 /// its ready line, with the path of the kubeconfig it wrote.
 pub fn start_kaji(bin: &Path, data_dir: &Path) -> anyhow::Result<(Proc, PathBuf)> {
+    start_kaji_on(bin, data_dir, "embedded")
+}
+
+/// Like [`start_kaji`], on the store `store` names (`embedded` or an
+/// `etcd://` URL).
+pub fn start_kaji_on(bin: &Path, data_dir: &Path, store: &str) -> anyhow::Result<(Proc, PathBuf)> {
     let port = free_port()?;
     let log = std::fs::File::create(data_dir.join("kaji.log"))?;
     let child = Command::new(bin)
         .args(["up", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--store", store])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -1,7 +1,7 @@
 //! The built-in resources kaji serves, as discovery describes them.
 
 /// Whether a resource lives in a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Lives in a namespace.
     Namespaced,
@@ -108,8 +108,79 @@ static BUILTIN: &[ResourceInfo] = &[
     res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", [], Namespaced, [], [], false),
     res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], Namespaced, [], [], false),
     res!("events.k8s.io", "v1", "Event", "events", "event", ["ev"], Namespaced, [], [], false),
+    res!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", [], Cluster, ["api-extensions"], [], false),
+    res!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", [], Cluster, ["api-extensions"], [], false),
     res!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", ["crd", "crds"], Cluster, ["api-extensions"], ["status"], true),
 ];
+
+/// The owned form of a [`ResourceInfo`], for resources defined at run time
+/// (custom resources).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnedResourceInfo {
+    /// API group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Short names.
+    pub short_names: Vec<String>,
+    /// Namespaced or cluster-scoped.
+    pub scope: Scope,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Subresources served.
+    pub subresources: Vec<String>,
+    /// Whether `status` is a separate subresource.
+    pub has_status: bool,
+}
+
+/// A `'static` [`ResourceInfo`] for a resource defined at run time.
+///
+/// Registries and discovery hand out `&'static ResourceInfo`; interning
+/// keeps that one shape for custom resources. Each distinct definition is
+/// allocated once and reused, so memory grows with the number of distinct
+/// CRD versions ever served, not with how often they are re-read.
+pub fn intern(info: OwnedResourceInfo) -> &'static ResourceInfo {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static INTERNED: OnceLock<Mutex<HashMap<OwnedResourceInfo, &'static ResourceInfo>>> =
+        OnceLock::new();
+    let mut table = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = table.get(&info) {
+        return found;
+    }
+    let leak_str = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let leak_list = |l: &[String]| -> &'static [&'static str] {
+        Box::leak(
+            l.iter()
+                .map(|s| leak_str(s))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
+    };
+    let interned: &'static ResourceInfo = Box::leak(Box::new(ResourceInfo {
+        group: leak_str(&info.group),
+        version: leak_str(&info.version),
+        kind: leak_str(&info.kind),
+        plural: leak_str(&info.plural),
+        singular: leak_str(&info.singular),
+        short_names: leak_list(&info.short_names),
+        scope: info.scope,
+        categories: leak_list(&info.categories),
+        subresources: leak_list(&info.subresources),
+        has_status: info.has_status,
+    }));
+    table.insert(info, interned);
+    interned
+}
 
 /// Every built-in resource, grouped by API group in discovery order.
 pub fn builtin() -> &'static [ResourceInfo] {
@@ -130,22 +201,34 @@ pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo>
         .find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
-/// The API groups (other than core) in discovery order, each with its versions.
-pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in BUILTIN.iter().filter(|r| !r.group.is_empty()) {
-        match out.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
-            Some(_) => {}
-            None => out.push((r.group, vec![r.version])),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interning_the_same_definition_twice_gives_the_same_info() {
+        let info = OwnedResourceInfo {
+            group: "example.com".into(),
+            version: "v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            singular: "widget".into(),
+            short_names: vec!["wd".into()],
+            scope: Scope::Namespaced,
+            categories: vec![],
+            subresources: vec!["status".into()],
+            has_status: true,
+        };
+        let a = intern(info.clone());
+        let b = intern(info.clone());
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(a.short_names, &["wd"]);
+        let c = intern(OwnedResourceInfo {
+            version: "v2".into(),
+            ..info
+        });
+        assert_eq!(c.version, "v2");
+    }
 
     #[test]
     fn plurals_are_unique_within_a_group_version() {

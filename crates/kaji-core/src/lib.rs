@@ -11,5 +11,5 @@ pub mod error;
 pub mod selector;
 pub mod validation;
 
-pub use catalogue::{ResourceInfo, Scope};
+pub use catalogue::{OwnedResourceInfo, ResourceInfo, Scope};
 pub use error::{ApiError, Cause};

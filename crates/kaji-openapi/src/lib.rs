@@ -29,7 +29,17 @@
 //! - `kubectl explain` reads `/openapi/v3`, then the group version's
 //!   `serverRelativeURL`, and finds the kind by the component schema's
 //!   `x-kubernetes-group-version-kind`; it follows `$ref` and `allOf`.
+//!
+//! # Custom resources
+//!
+//! The `*_with` functions take the custom resources served now (see
+//! [`CustomResource`]) and publish them beside the built-in kinds, as
+//! apiextensions-apiserver does (see the `custom` module for the shapes):
+//! `kubectl explain` and server-side field validation then work for them
+//! as for built-ins. Without custom resources they return the built-in
+//! documents. They render on every call; callers cache.
 
+mod custom;
 mod paths;
 mod proto;
 mod render;
@@ -37,7 +47,16 @@ mod schemas;
 
 use std::sync::OnceLock;
 
+use kaji_core::catalogue::ResourceInfo;
 use serde_json::Value;
+
+use crate::paths::PathItem;
+use crate::schemas::Definitions;
+
+/// A served custom resource version: what it serves (kind, plural, scope,
+/// subresources) and its CRD version's `schema.openAPIV3Schema` (`null`
+/// when it has none).
+pub type CustomResource = (&'static ResourceInfo, Value);
 
 /// Content type to send with [`v2_protobuf`]. Kubernetes answers with this
 /// dotted form because Go's `mime.ParseMediaType` rejects the `@` form
@@ -63,7 +82,8 @@ fn v2_cached() -> &'static Value {
     static V2: OnceLock<Value> = OnceLock::new();
     V2.get_or_init(|| {
         let m = model();
-        render::v2(&m.schemas, &m.paths)
+        let items: Vec<&PathItem> = m.paths.iter().collect();
+        render::v2(&Definitions::builtin(&m.schemas), &items)
     })
 }
 
@@ -88,7 +108,8 @@ pub fn v2_protobuf() -> &'static [u8] {
 /// the hash to put in its URL, typically a digest of the serialized
 /// [`v3_group_version`] document so clients may cache it.
 pub fn v3_index(base_hash: impl Fn(&str) -> String) -> Value {
-    render::v3_index(&model().paths, base_hash)
+    let items: Vec<&PathItem> = model().paths.iter().collect();
+    render::v3_index(&items, base_hash)
 }
 
 /// The OpenAPI 3.0 document for one group version (`""` for core), as served
@@ -98,10 +119,12 @@ pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
     static DOCS: OnceLock<Vec<(String, String, Value)>> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
         let m = model();
+        let defs = Definitions::builtin(&m.schemas);
+        let items: Vec<&PathItem> = m.paths.iter().collect();
         paths::group_versions(&m.paths)
             .into_iter()
             .filter_map(|(g, v)| {
-                let doc = render::v3(&m.schemas, &m.paths, g, v)?;
+                let doc = render::v3(&defs, &items, g, v)?;
                 Some((g.to_string(), v.to_string(), doc))
             })
             .collect()
@@ -109,6 +132,69 @@ pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
     docs.iter()
         .find(|(g, v, _)| g == group && v == version)
         .map(|(_, _, doc)| doc.clone())
+}
+
+/// [`v2`] with the paths and schemas of `custom` merged in.
+pub fn v2_with(custom: &[CustomResource]) -> Value {
+    if custom.is_empty() {
+        return v2();
+    }
+    let m = model();
+    let extra = custom::paths(custom, &m.schemas);
+    let defs = Definitions {
+        builtin: &m.schemas.definitions,
+        custom: custom::definitions(custom, custom::Flavor::V2),
+    };
+    let items: Vec<&PathItem> = m.paths.iter().chain(&extra).collect();
+    render::v2(&defs, &items)
+}
+
+/// [`v2_with`] encoded as [`v2_protobuf`] is.
+pub fn v2_protobuf_with(custom: &[CustomResource]) -> Vec<u8> {
+    if custom.is_empty() {
+        return v2_protobuf().to_vec();
+    }
+    proto::encode_document(&v2_with(custom))
+}
+
+/// [`v3_index`] listing the group versions of `custom` too (after the
+/// built-in ones).
+pub fn v3_index_with(custom: &[CustomResource], base_hash: impl Fn(&str) -> String) -> Value {
+    let m = model();
+    let extra = custom::paths(custom, &m.schemas);
+    let items: Vec<&PathItem> = m.paths.iter().chain(&extra).collect();
+    render::v3_index(&items, base_hash)
+}
+
+/// [`v3_group_version`] with the custom resources of `custom` in that group
+/// version merged in: `None` only if neither kaji nor a custom resource
+/// serves anything there.
+pub fn v3_group_version_with(
+    group: &str,
+    version: &str,
+    custom: &[CustomResource],
+) -> Option<Value> {
+    let custom: Vec<CustomResource> = custom
+        .iter()
+        .filter(|(info, _)| info.group == group && info.version == version)
+        .cloned()
+        .collect();
+    if custom.is_empty() {
+        return v3_group_version(group, version);
+    }
+    let m = model();
+    let extra = custom::paths(&custom, &m.schemas);
+    let defs = Definitions {
+        builtin: &m.schemas.definitions,
+        custom: custom::definitions(&custom, custom::Flavor::V3),
+    };
+    let items: Vec<&PathItem> = m
+        .paths
+        .iter()
+        .filter(|i| i.group == group && i.version == version)
+        .chain(&extra)
+        .collect();
+    render::v3(&defs, &items, group, version)
 }
 
 #[cfg(test)]
@@ -346,21 +432,22 @@ mod tests {
         }
     }
 
+    fn check_no_ref_siblings(value: &Value) {
+        match value {
+            Value::Object(map) => {
+                if matches!(map.get("$ref"), Some(Value::String(_))) {
+                    assert_eq!(map.len(), 1, "{value}");
+                }
+                map.values().for_each(check_no_ref_siblings);
+            }
+            Value::Array(items) => items.iter().for_each(check_no_ref_siblings),
+            _ => {}
+        }
+    }
+
     #[test]
     fn v3_refs_never_have_siblings() {
-        fn check(value: &Value) {
-            match value {
-                Value::Object(map) => {
-                    if matches!(map.get("$ref"), Some(Value::String(_))) {
-                        assert_eq!(map.len(), 1, "{value}");
-                    }
-                    map.values().for_each(check);
-                }
-                Value::Array(items) => items.iter().for_each(check),
-                _ => {}
-            }
-        }
-        check(&v3("", "v1"));
+        check_no_ref_siblings(&v3("", "v1"));
     }
 
     #[test]
@@ -369,5 +456,220 @@ mod tests {
         assert!(pb.len() > 100_000);
         assert!(std::ptr::eq(pb, v2_protobuf()));
         assert_eq!(&pb[..5], &[0x0a, 3, b'2', b'.', b'0']);
+    }
+
+    fn crontab(scope: catalogue::Scope, subresources: &[&str]) -> CustomResource {
+        let info = catalogue::intern(catalogue::OwnedResourceInfo {
+            group: "stable.example.com".into(),
+            version: "v1".into(),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+            singular: "crontab".into(),
+            short_names: vec!["ct".into()],
+            scope,
+            categories: vec![],
+            subresources: subresources.iter().map(|s| s.to_string()).collect(),
+            has_status: subresources.contains(&"status"),
+        });
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "description": "CronTabSpec is what the user asks for.",
+                    "required": ["cronSpec"],
+                    "properties": {
+                        "cronSpec": {"type": "string", "description": "When to run, in cron format."},
+                        "replicas": {"type": "integer", "nullable": true},
+                    },
+                },
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            },
+        });
+        (info, schema)
+    }
+
+    fn crontab_v3() -> Value {
+        let custom = [crontab(catalogue::Scope::Namespaced, &["status", "scale"])];
+        v3_group_version_with("stable.example.com", "v1", &custom).expect("a document")
+    }
+
+    #[test]
+    fn a_custom_kind_is_published_under_its_kubernetes_name_with_type_and_object_meta() {
+        let doc = crontab_v3();
+        let schemas = &doc["components"]["schemas"];
+        let kind = &schemas["com.example.stable.v1.CronTab"];
+        assert!(has_gvk(kind, "stable.example.com", "v1", "CronTab"));
+        assert_eq!(
+            kind["properties"]["spec"]["properties"]["cronSpec"]["description"],
+            "When to run, in cron format."
+        );
+        assert_eq!(kind["properties"]["apiVersion"]["type"], "string");
+        assert_eq!(kind["properties"]["kind"]["type"], "string");
+        assert_eq!(
+            kind["properties"]["metadata"]["allOf"],
+            json!([{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}])
+        );
+        let list = &schemas["com.example.stable.v1.CronTabList"];
+        assert!(has_gvk(list, "stable.example.com", "v1", "CronTabList"));
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/components/schemas/com.example.stable.v1.CronTab"
+        );
+        assert!(schemas
+            .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+            .is_some());
+        assert!(schemas.get("io.k8s.api.core.v1.Pod").is_none());
+    }
+
+    /// kubectl sends `fieldValidation=Strict` only if the kind's PATCH lists
+    /// it; client-side apply must pick JSON merge patch for custom kinds.
+    #[test]
+    fn custom_operations_take_field_validation_but_not_strategic_merge_patch() {
+        let doc = crontab_v3();
+        let paths = doc["paths"].as_object().unwrap();
+        let base = "/apis/stable.example.com/v1";
+        for path in [
+            format!("{base}/namespaces/{{namespace}}/crontabs"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}/status"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}/scale"),
+            format!("{base}/crontabs"),
+        ] {
+            assert!(paths.contains_key(&path), "{path}");
+        }
+        let item = &paths[&format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}")];
+        let patch = &item["patch"];
+        assert_eq!(
+            patch["operationId"],
+            "patchStableExampleComV1NamespacedCronTab"
+        );
+        assert_eq!(patch["tags"], json!(["stableExampleCom_v1"]));
+        assert_eq!(
+            patch[schemas::GVK_EXTENSION],
+            json!({"group": "stable.example.com", "version": "v1", "kind": "CronTab"})
+        );
+        let names: Vec<&str> = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for wanted in ["fieldValidation", "dryRun", "fieldManager", "force"] {
+            assert!(names.contains(&wanted), "{wanted}");
+        }
+        let content = patch["requestBody"]["content"].as_object().unwrap();
+        assert!(content.contains_key("application/merge-patch+json"));
+        assert!(content.contains_key("application/apply-patch+yaml"));
+        assert!(!content.contains_key("application/strategic-merge-patch+json"));
+        for op in [
+            &item["put"],
+            &paths[&format!("{base}/namespaces/{{namespace}}/crontabs")]["post"],
+        ] {
+            assert!(op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation"));
+        }
+        assert_eq!(
+            item["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/com.example.stable.v1.CronTab"
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_custom_resources_have_no_namespace_paths() {
+        let custom = [crontab(catalogue::Scope::Cluster, &[])];
+        let doc = v3_group_version_with("stable.example.com", "v1", &custom).unwrap();
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/apis/stable.example.com/v1/crontabs",
+                "/apis/stable.example.com/v1/crontabs/{name}"
+            ]
+        );
+        assert_eq!(
+            doc["paths"]["/apis/stable.example.com/v1/crontabs"]["get"]["operationId"],
+            "listStableExampleComV1CronTab"
+        );
+    }
+
+    #[test]
+    fn custom_documents_are_self_contained_and_v3_shaped() {
+        let custom = [crontab(catalogue::Scope::Namespaced, &["status", "scale"])];
+        let v2 = v2_with(&custom);
+        let v3 = crontab_v3();
+        for (prefix, defs, doc) in [
+            ("#/definitions/", &v2["definitions"], &v2),
+            ("#/components/schemas/", &v3["components"]["schemas"], &v3),
+        ] {
+            let mut refs = Vec::new();
+            collect_refs(doc, &mut refs);
+            for target in refs {
+                let name = target.strip_prefix(prefix).unwrap();
+                assert!(defs.get(name).is_some(), "dangling ref {target}");
+            }
+        }
+        check_no_ref_siblings(&v3);
+    }
+
+    #[test]
+    fn v2_merges_custom_kinds_reduced_for_kubectl() {
+        let custom = [crontab(catalogue::Scope::Namespaced, &["status"])];
+        let v2 = v2_with(&custom);
+        let kind = &v2["definitions"]["com.example.stable.v1.CronTab"];
+        assert!(has_gvk(kind, "stable.example.com", "v1", "CronTab"));
+        assert_eq!(
+            kind["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        // nullable values lose their type in v2, preserved objects their properties.
+        assert!(kind["properties"]["spec"]["properties"]["replicas"]
+            .get("type")
+            .is_none());
+        let patch = &v2["paths"]
+            ["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]["patch"];
+        let consumes = patch["consumes"].as_array().unwrap();
+        assert!(!consumes.contains(&json!("application/strategic-merge-patch+json")));
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
+        // Built-ins are all still there.
+        assert!(v2["definitions"]
+            .get("io.k8s.api.apps.v1.Deployment")
+            .is_some());
+        assert_eq!(v2_with(&[]), super::v2());
+        let pb = v2_protobuf_with(&custom);
+        assert!(pb.len() > v2_protobuf().len());
+    }
+
+    #[test]
+    fn the_v3_index_lists_custom_group_versions_after_built_in_ones() {
+        let custom = [crontab(catalogue::Scope::Namespaced, &[])];
+        let index = v3_index_with(&custom, |key| format!("h-{}", key.len()));
+        let paths = index["paths"].as_object().unwrap();
+        assert_eq!(
+            paths["apis/stable.example.com/v1"]["serverRelativeURL"],
+            "/openapi/v3/apis/stable.example.com/v1?hash=h-26"
+        );
+        assert_eq!(paths.len(), group_versions().len() + 1);
+        assert_eq!(
+            v3_index_with(&[], |_| String::new()),
+            v3_index(|_| String::new())
+        );
+    }
+
+    #[test]
+    fn custom_resources_elsewhere_leave_a_group_version_built_in() {
+        let custom = [crontab(catalogue::Scope::Namespaced, &[])];
+        assert_eq!(
+            v3_group_version_with("apps", "v1", &custom),
+            v3_group_version("apps", "v1")
+        );
+        assert!(v3_group_version_with("stable.example.com", "v2", &custom).is_none());
     }
 }

@@ -67,8 +67,14 @@ pub(crate) struct Param {
 pub(crate) enum Body {
     /// A whole object of the named schema.
     Object(String),
-    /// One of the patch media types; the schema is `meta/v1 Patch`.
+    /// One of the patch media types ([`PATCH_TYPES`]); the schema is
+    /// `meta/v1 Patch`.
     Patch,
+    /// A patch of a custom resource: as [`Body::Patch`] but without
+    /// strategic merge patch ([`CUSTOM_PATCH_TYPES`]), which custom
+    /// resources do not take. kubectl's client-side apply reads this to
+    /// send a JSON merge patch instead.
+    CustomPatch,
     /// Optional `DeleteOptions`.
     DeleteOptions,
 }
@@ -79,6 +85,14 @@ pub(crate) const PATCH_TYPES: &[&str] = &[
     "application/json-patch+json",
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
+];
+
+/// Media types a custom resource's `PATCH` accepts, as apiextensions-apiserver
+/// publishes them.
+pub(crate) const CUSTOM_PATCH_TYPES: &[&str] = &[
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
 ];
 
 /// Media types every operation produces.
@@ -202,32 +216,54 @@ fn delete_params() -> Vec<Param> {
     ]
 }
 
-/// `CoreV1`, `AppsV1`, `DiscoveryV1`: the operation-id infix for a group version.
-fn group_infix(group: &str, version: &str) -> String {
-    let group = if group.is_empty() {
-        "core"
-    } else {
-        group.split('.').next().unwrap_or(group)
-    };
-    format!("{}{}", capitalize(group), capitalize(version))
-}
-
-/// `core_v1`, `apps_v1`: the tag for a group version.
-fn tag(group: &str, version: &str) -> String {
-    let group = if group.is_empty() {
-        "core"
-    } else {
-        group.split('.').next().unwrap_or(group)
-    };
-    format!("{group}_{version}")
-}
-
-fn capitalize(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
+/// Kubernetes' `ToValidOperationID`: drops every character that is not a
+/// letter, `_` or a non-leading digit, capitalizing the character after each
+/// dropped one (and the first if `capitalize_first`).
+fn operation_id_part(s: &str, capitalize_first: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut capitalize = capitalize_first;
+    for (i, c) in s.chars().enumerate() {
+        if c.is_alphabetic() || c == '_' || (i != 0 && c.is_ascii_digit()) {
+            if capitalize {
+                out.extend(c.to_uppercase());
+                capitalize = false;
+            } else {
+                out.push(c);
+            }
+        } else {
+            capitalize = true;
+        }
     }
+    out
+}
+
+/// The group as operation ids and tags name it: `core` for the core group,
+/// otherwise without the `.k8s.io` suffix.
+fn group_for_ids(group: &str) -> &str {
+    if group.is_empty() {
+        "core"
+    } else {
+        group.strip_suffix(".k8s.io").unwrap_or(group)
+    }
+}
+
+/// `CoreV1`, `AppsV1`, `StableExampleComV1`: the operation-id infix for a
+/// group version, as Kubernetes' `GetOperationIDAndTags` builds it.
+fn group_infix(group: &str, version: &str) -> String {
+    format!(
+        "{}{}",
+        operation_id_part(group_for_ids(group), true),
+        operation_id_part(version, true)
+    )
+}
+
+/// `core_v1`, `apps_v1`, `stableExampleCom_v1`: the tag for a group version.
+fn tag(group: &str, version: &str) -> String {
+    format!(
+        "{}_{}",
+        operation_id_part(group_for_ids(group), false),
+        operation_id_part(version, false)
+    )
 }
 
 /// Builds every path of every catalogue resource whose kind has a schema.
@@ -241,7 +277,10 @@ pub(crate) fn build(schemas: &Schemas) -> Vec<PathItem> {
     items
 }
 
-fn resource_paths(
+/// Appends the paths of one resource: its collection, its objects, the
+/// all-namespaces list of a namespaced resource, and each subresource kaji
+/// knows how to describe (`status`, `scale`, `binding`, `finalize`).
+pub(crate) fn resource_paths(
     r: &'static ResourceInfo,
     schema: &str,
     list_schema: &str,
@@ -473,8 +512,10 @@ fn object_ops(
     vec![read, replace, patch]
 }
 
-/// Group versions with at least one path, in catalogue order.
-pub(crate) fn group_versions(items: &[PathItem]) -> Vec<(&'static str, &'static str)> {
+/// Group versions with at least one path, in order of first appearance.
+pub(crate) fn group_versions<'a>(
+    items: impl IntoIterator<Item = &'a PathItem>,
+) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
     for item in items {
         if !out.contains(&(item.group, item.version)) {

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::paths::{self, Body, Operation, Param, PathItem, PATCH_TYPES, PRODUCES};
-use crate::schemas::{self, Schemas, GVK_EXTENSION, REF_PREFIX};
+use crate::paths::{
+    self, Body, Operation, Param, PathItem, CUSTOM_PATCH_TYPES, PATCH_TYPES, PRODUCES,
+};
+use crate::schemas::{self, Definitions, GVK_EXTENSION, REF_PREFIX};
 
 /// `info.version` of every document: the Kubernetes release kaji emulates.
 const INFO_VERSION: &str = "v1.32.0";
@@ -18,13 +20,14 @@ fn info() -> Value {
 /// The OpenAPI 3.0 document for one group version, or `None` if nothing is
 /// served there.
 pub(crate) fn v3(
-    schemas: &Schemas,
-    items: &[PathItem],
+    defs: &Definitions,
+    items: &[&PathItem],
     group: &str,
     version: &str,
 ) -> Option<Value> {
     let items: Vec<&PathItem> = items
         .iter()
+        .copied()
         .filter(|i| i.group == group && i.version == version)
         .collect();
     if items.is_empty() {
@@ -43,8 +46,8 @@ pub(crate) fn v3(
         paths.insert(item.path.clone(), Value::Object(path));
     }
     let mut components = Map::new();
-    for name in reachable(schemas, items.iter().copied()) {
-        if let Some(schema) = schemas.definitions.get(&name) {
+    for name in reachable(defs, items.iter().copied()) {
+        if let Some(schema) = defs.get(&name) {
             components.insert(name, v3_schema(schema.clone()));
         }
     }
@@ -57,7 +60,7 @@ pub(crate) fn v3(
 }
 
 /// The swagger 2.0 document for every group version.
-pub(crate) fn v2(schemas: &Schemas, items: &[PathItem]) -> Value {
+pub(crate) fn v2(defs: &Definitions, items: &[&PathItem]) -> Value {
     let mut paths = Map::new();
     for item in items {
         let mut path = Map::new();
@@ -70,10 +73,10 @@ pub(crate) fn v2(schemas: &Schemas, items: &[PathItem]) -> Value {
         );
         paths.insert(item.path.clone(), Value::Object(path));
     }
-    let definitions: Map<String, Value> = reachable(schemas, items.iter())
+    let definitions: Map<String, Value> = reachable(defs, items.iter().copied())
         .into_iter()
         .filter_map(|name| {
-            let schema = schemas.definitions.get(&name)?.clone();
+            let schema = defs.get(&name)?.clone();
             Some((name, v2_schema(schema)))
         })
         .collect();
@@ -86,9 +89,9 @@ pub(crate) fn v2(schemas: &Schemas, items: &[PathItem]) -> Value {
 }
 
 /// The v3 index: `{"paths": {"api/v1": {"serverRelativeURL": ...}}}`.
-pub(crate) fn v3_index(items: &[PathItem], base_hash: impl Fn(&str) -> String) -> Value {
+pub(crate) fn v3_index(items: &[&PathItem], base_hash: impl Fn(&str) -> String) -> Value {
     let mut index = Map::new();
-    for (group, version) in paths::group_versions(items) {
+    for (group, version) in paths::group_versions(items.iter().copied()) {
         let key = paths::index_key(group, version);
         let url = format!("/openapi/v3/{key}?hash={}", base_hash(&key));
         index.insert(key, json!({"serverRelativeURL": url}));
@@ -97,7 +100,10 @@ pub(crate) fn v3_index(items: &[PathItem], base_hash: impl Fn(&str) -> String) -
 }
 
 /// Names of every schema the operations refer to, closed over `$ref`s.
-fn reachable<'a>(schemas: &Schemas, items: impl Iterator<Item = &'a PathItem>) -> BTreeSet<String> {
+fn reachable<'a>(
+    defs: &Definitions,
+    items: impl Iterator<Item = &'a PathItem>,
+) -> BTreeSet<String> {
     let mut pending: Vec<String> = Vec::new();
     for item in items {
         for op in &item.operations {
@@ -105,7 +111,7 @@ fn reachable<'a>(schemas: &Schemas, items: impl Iterator<Item = &'a PathItem>) -
             pending.push(schemas::STATUS.to_string());
             match &op.body {
                 Some(Body::Object(s)) => pending.push(s.clone()),
-                Some(Body::Patch) => pending.push(schemas::PATCH.to_string()),
+                Some(Body::Patch | Body::CustomPatch) => pending.push(schemas::PATCH.to_string()),
                 Some(Body::DeleteOptions) => pending.push(schemas::DELETE_OPTIONS.to_string()),
                 None => {}
             }
@@ -119,7 +125,7 @@ fn reachable<'a>(schemas: &Schemas, items: impl Iterator<Item = &'a PathItem>) -
         if !seen.insert(name.clone()) {
             continue;
         }
-        if let Some(schema) = schemas.definitions.get(&name) {
+        if let Some(schema) = defs.get(&name) {
             schemas::for_each_ref(schema, &mut |target| {
                 if !seen.contains(target) {
                     pending.push(target.to_string());
@@ -228,6 +234,14 @@ fn extensions(op: &Operation, out: &mut Map<String, Value>) {
     out.insert(GVK_EXTENSION.into(), schemas::gvk(g, v, k));
 }
 
+/// The media types a patch operation accepts.
+fn patch_types(op: &Operation) -> &'static [&'static str] {
+    match op.body {
+        Some(Body::CustomPatch) => CUSTOM_PATCH_TYPES,
+        _ => PATCH_TYPES,
+    }
+}
+
 fn v3_operation(op: &Operation) -> Value {
     let mut out = Map::new();
     out.insert("tags".into(), json!([op.tag]));
@@ -244,8 +258,8 @@ fn v3_operation(op: &Operation) -> Value {
         Some(Body::DeleteOptions) => {
             Some(json!({"content": {"*/*": {"schema": v3_ref(schemas::DELETE_OPTIONS)}}}))
         }
-        Some(Body::Patch) => {
-            let content: Map<String, Value> = PATCH_TYPES
+        Some(Body::Patch | Body::CustomPatch) => {
+            let content: Map<String, Value> = patch_types(op)
                 .iter()
                 .map(|t| (t.to_string(), json!({"schema": v3_ref(schemas::PATCH)})))
                 .collect();
@@ -282,7 +296,7 @@ fn v2_operation(op: &Operation) -> Value {
     out.insert("description".into(), op.description.clone().into());
     out.insert("operationId".into(), op.id.clone().into());
     let consumes: Vec<&str> = match op.body {
-        Some(Body::Patch) => PATCH_TYPES.to_vec(),
+        Some(Body::Patch | Body::CustomPatch) => patch_types(op).to_vec(),
         _ => vec!["*/*"],
     };
     out.insert("consumes".into(), json!(consumes));
@@ -293,7 +307,7 @@ fn v2_operation(op: &Operation) -> Value {
         Some(Body::Object(name)) => {
             params.push(json!({"name": "body", "in": "body", "required": true, "schema": v2_ref(name)}))
         }
-        Some(Body::Patch) => params.push(
+        Some(Body::Patch | Body::CustomPatch) => params.push(
             json!({"name": "body", "in": "body", "required": true, "schema": v2_ref(schemas::PATCH)}),
         ),
         Some(Body::DeleteOptions) => {

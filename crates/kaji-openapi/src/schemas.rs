@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+use k8s_openapi::api::{admissionregistration, apps, batch, coordination, core, discovery, events};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::apimachinery::pkg::apis::meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -88,7 +88,39 @@ pub(crate) const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub(crate) const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 pub(crate) const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 pub(crate) const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
-const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+pub(crate) const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+pub(crate) const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// `TypeMeta`'s `apiVersion` property description.
+pub(crate) const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+
+/// `TypeMeta`'s `kind` property description.
+pub(crate) const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+
+/// Where the renderers look component schemas up: the built-in
+/// definitions, then those of the custom resources a document includes.
+/// Built-in names win, so a custom resource can never replace them.
+pub(crate) struct Definitions<'a> {
+    /// The built-in definitions.
+    pub builtin: &'a BTreeMap<String, Value>,
+    /// Custom resources' kind and list schemas, refs in v3 form.
+    pub custom: BTreeMap<String, Value>,
+}
+
+impl<'a> Definitions<'a> {
+    /// Only the built-in definitions.
+    pub fn builtin(schemas: &'a Schemas) -> Self {
+        Definitions {
+            builtin: &schemas.definitions,
+            custom: BTreeMap::new(),
+        }
+    }
+
+    /// The definition named `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.builtin.get(name).or_else(|| self.custom.get(name))
+    }
+}
 
 /// Generates and post-processes every schema.
 pub(crate) fn build() -> Schemas {
@@ -119,6 +151,11 @@ pub(crate) fn build() -> Schemas {
     register::<discovery::v1::EndpointSlice>(&mut generator, &mut kinds);
     register::<coordination::v1::Lease>(&mut generator, &mut kinds);
     register::<events::v1::Event>(&mut generator, &mut kinds);
+    register::<admissionregistration::v1::MutatingWebhookConfiguration>(&mut generator, &mut kinds);
+    register::<admissionregistration::v1::ValidatingWebhookConfiguration>(
+        &mut generator,
+        &mut kinds,
+    );
     register::<apiextensions::v1::CustomResourceDefinition>(&mut generator, &mut kinds);
     register::<k8s_openapi::api::autoscaling::v1::Scale>(&mut generator, &mut kinds);
     generator.subschema_for::<meta::v1::Status>();
@@ -237,19 +274,13 @@ fn list_schema(kind: &KindSchema) -> Value {
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {
-                "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
-                "type": "string"
-            },
+            "apiVersion": {"description": API_VERSION_DESCRIPTION, "type": "string"},
             "items": {
                 "description": format!("List of {} objects.", kind.kind),
                 "type": "array",
                 "items": {"$ref": format!("{REF_PREFIX}{}", kind.name)}
             },
-            "kind": {
-                "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-                "type": "string"
-            },
+            "kind": {"description": KIND_DESCRIPTION, "type": "string"},
             "metadata": {
                 "description": "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
                 "$ref": format!("{REF_PREFIX}{LIST_META}")

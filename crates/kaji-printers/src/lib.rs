@@ -12,9 +12,11 @@
 //! (callers pass `now`), and it does not negotiate content types or apply
 //! `includeObject`; the API server does that around [`table`].
 
+mod admission;
 mod apps;
 mod cluster;
 mod core;
+mod custom;
 mod duration;
 mod fields;
 mod pod;
@@ -22,6 +24,7 @@ mod pod;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+pub use custom::{custom_columns, custom_table, CustomColumn};
 pub use duration::human_duration;
 
 /// One `meta.k8s.io/v1 TableColumnDefinition`.
@@ -162,6 +165,12 @@ fn printer(api_version: &str, kind: &str) -> Printer {
         ("batch", "CronJob") => apps::CRON_JOB,
         ("discovery.k8s.io", "EndpointSlice") => cluster::ENDPOINT_SLICE,
         ("coordination.k8s.io", "Lease") => cluster::LEASE,
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            admission::MUTATING_WEBHOOK_CONFIGURATION
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            admission::VALIDATING_WEBHOOK_CONFIGURATION
+        }
         (group, _) if cluster::is_built_in_group(group) => cluster::DEFAULT_CONVERTOR,
         _ => cluster::CUSTOM_RESOURCE,
     }
@@ -280,6 +289,14 @@ mod tests {
             ("batch/v1", "CronJob"),
             ("discovery.k8s.io/v1", "EndpointSlice"),
             ("coordination.k8s.io/v1", "Lease"),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+            ),
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
             ("example.com/v1", "Widget"),
         ];

@@ -46,6 +46,8 @@ pub fn apply(kind: &str, group: &str, obj: &mut Value) {
                 default_key(map, "type", json!("Opaque"));
             }
         }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => webhooks(obj, true),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => webhooks(obj, false),
         ("", "Namespace") => {
             if let Some(map) = obj.as_object_mut() {
                 let spec = ensure_object(map, "spec");
@@ -232,6 +234,36 @@ fn default_toleration_seconds(spec: &mut Map<String, Value>) {
     }
 }
 
+/// `admissionregistration.k8s.io/v1` webhook defaults (`SetDefaults_*Webhook`,
+/// `SetDefaults_Rule`, `SetDefaults_ServiceReference`).
+fn webhooks(obj: &mut Value, mutating: bool) {
+    let Some(Value::Array(list)) = obj.get_mut("webhooks") else {
+        return;
+    };
+    for hook in list.iter_mut().filter_map(Value::as_object_mut) {
+        default_key(hook, "failurePolicy", json!("Fail"));
+        default_key(hook, "matchPolicy", json!("Equivalent"));
+        default_key(hook, "namespaceSelector", json!({}));
+        default_key(hook, "objectSelector", json!({}));
+        default_key(hook, "timeoutSeconds", json!(10));
+        if mutating {
+            default_key(hook, "reinvocationPolicy", json!("Never"));
+        }
+        if let Some(Value::Array(rules)) = hook.get_mut("rules") {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                default_key(rule, "scope", json!("*"));
+            }
+        }
+        if let Some(service) = hook
+            .get_mut("clientConfig")
+            .and_then(|c| c.get_mut("service"))
+            .and_then(Value::as_object_mut)
+        {
+            default_key(service, "port", json!(443));
+        }
+    }
+}
+
 fn container(c: &mut Map<String, Value>) {
     default_key(c, "terminationMessagePath", json!("/dev/termination-log"));
     default_key(c, "terminationMessagePolicy", json!("File"));
@@ -361,6 +393,37 @@ mod tests {
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
         apply("Deployment", "apps", &mut d);
         assert!(d["spec"]["template"]["spec"].get("tolerations").is_none());
+    }
+
+    #[test]
+    fn webhooks_default_like_kubernetes_v1() {
+        let mut m = json!({"webhooks": [{"name": "a.example.com",
+            "clientConfig": {"service": {"namespace": "ns", "name": "svc"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]});
+        apply(
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io",
+            &mut m,
+        );
+        let w = &m["webhooks"][0];
+        assert_eq!(w["failurePolicy"], "Fail");
+        assert_eq!(w["matchPolicy"], "Equivalent");
+        assert_eq!(w["timeoutSeconds"], 10);
+        assert_eq!(w["namespaceSelector"], json!({}));
+        assert_eq!(w["objectSelector"], json!({}));
+        assert_eq!(w["reinvocationPolicy"], "Never");
+        assert_eq!(w["rules"][0]["scope"], "*");
+        assert_eq!(w["clientConfig"]["service"]["port"], 443);
+
+        let mut v = json!({"webhooks": [{"name": "b.example.com", "failurePolicy": "Ignore", "timeoutSeconds": 3}]});
+        apply(
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io",
+            &mut v,
+        );
+        assert_eq!(v["webhooks"][0]["failurePolicy"], "Ignore");
+        assert_eq!(v["webhooks"][0]["timeoutSeconds"], 3);
+        assert!(v["webhooks"][0].get("reinvocationPolicy").is_none());
     }
 
     #[test]

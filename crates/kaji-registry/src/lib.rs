@@ -9,6 +9,7 @@
 //! Values that must be unique across the cluster (Service cluster IPs and
 //! node ports) are reserved through a strategy's [`Allocator`] ([`allocate`]).
 
+pub mod admission;
 pub mod allocate;
 mod defaults;
 mod list;
@@ -18,8 +19,9 @@ pub mod typed;
 mod validate;
 mod watch;
 
+pub use admission::{Admission, Attributes, Operation};
 pub use allocate::{Allocation, Allocator, ServiceAllocator, ServiceRanges};
 pub use list::{ListOptions, WatchOptions};
 pub use registry::{DeleteOptions, FieldValidation, Outcome, Part, Registry, WriteOptions};
-pub use strategy::{common_field, BuiltinStrategy, Strategy};
+pub use strategy::{common_field, BuiltinStrategy, ScalePaths, Strategy};
 pub use watch::WatchEventStream;

@@ -9,8 +9,9 @@ use kaji_patch::PatchType;
 use kaji_store::{KeyValue, Store, StoreError};
 use serde_json::{json, Map, Value};
 
+use crate::admission::{Admission, Attributes, Operation};
 use crate::allocate::Allocation;
-use crate::strategy::Strategy;
+use crate::strategy::{ScalePaths, Strategy};
 use crate::typed;
 
 /// How to treat fields the kind's schema does not know (`fieldValidation`).
@@ -93,6 +94,7 @@ pub enum Part {
 pub struct Registry {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) strategy: Arc<dyn Strategy>,
+    admission: Option<Arc<dyn Admission>>,
 }
 
 pub(crate) fn now() -> String {
@@ -132,7 +134,70 @@ pub(crate) fn internal(e: StoreError) -> ApiError {
 impl Registry {
     /// A registry for `strategy`'s resource on `store`.
     pub fn new(store: Arc<dyn Store>, strategy: Arc<dyn Strategy>) -> Self {
-        Registry { store, strategy }
+        Registry {
+            store,
+            strategy,
+            admission: None,
+        }
+    }
+
+    /// The same registry, with every write passing through `admission`.
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
+    fn attributes<'a>(
+        &self,
+        operation: Operation,
+        ns: Option<&'a str>,
+        name: &'a str,
+        part: Part,
+        old_object: Option<&'a Value>,
+        dry_run: bool,
+    ) -> Attributes<'a> {
+        Attributes {
+            info: self.info(),
+            subresource: match part {
+                Part::Status => Some("status"),
+                Part::Finalize => Some("finalize"),
+                Part::Main | Part::Internal => None,
+            },
+            operation,
+            namespace: ns.filter(|_| self.info().namespaced()),
+            name,
+            old_object,
+            dry_run,
+        }
+    }
+
+    /// Mutating admission, then the kind's defaults again if anything
+    /// changed (as Kubernetes re-defaults webhook-mutated objects).
+    async fn admit(
+        &self,
+        attrs: &Attributes<'_>,
+        obj: &mut Value,
+    ) -> Result<Vec<String>, ApiError> {
+        let Some(admission) = &self.admission else {
+            return Ok(Vec::new());
+        };
+        let before = obj.clone();
+        let warnings = admission.mutate(attrs, obj).await?;
+        if *obj != before {
+            self.strategy.default(obj);
+        }
+        Ok(warnings)
+    }
+
+    async fn admit_validation(
+        &self,
+        attrs: &Attributes<'_>,
+        obj: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        match &self.admission {
+            Some(admission) => admission.validate(attrs, obj).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The resource served.
@@ -162,15 +227,15 @@ impl Registry {
     }
 
     pub(crate) fn decode(&self, kv: &KeyValue) -> Result<Value, ApiError> {
-        let mut obj: Value = serde_json::from_slice(&kv.value)
-            .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
-        meta_mut(&mut obj).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+        let mut obj = decode_raw(kv)?;
+        self.strategy.on_read(&mut obj);
         Ok(obj)
     }
 
-    fn encode(obj: &Value) -> Vec<u8> {
+    fn encode(&self, obj: &Value) -> Vec<u8> {
         let mut stored = obj.clone();
         meta_mut(&mut stored).remove("resourceVersion");
+        self.strategy.to_storage(&mut stored);
         serde_json::to_vec(&stored).expect("a JSON value always serializes")
     }
 
@@ -243,11 +308,17 @@ impl Registry {
                 )))
             }
         }
-        let Some(result) = typed::normalize(&api_version, info.kind, &obj) else {
-            return Ok((obj, Vec::new()));
+        let (normalized, unknown) = match typed::normalize(&api_version, info.kind, &obj) {
+            Some(result) => {
+                let normalized = result.map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let unknown = typed::unknown_fields(&obj, &normalized);
+                (normalized, unknown)
+            }
+            None => {
+                let unknown = self.strategy.prune(&mut obj);
+                (obj, unknown)
+            }
         };
-        let normalized = result.map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let unknown = typed::unknown_fields(&obj, &normalized);
         let messages: Vec<String> = unknown
             .iter()
             .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.')))
@@ -276,12 +347,15 @@ impl Registry {
                 original[k] = normalized[k].clone();
             }
         }
-        if let Some(Ok(n)) =
-            typed::normalize(&self.info().api_version(), self.info().kind, &original)
-        {
-            for path in typed::unknown_fields(&original, &n) {
-                typed::remove_path(&mut original, &path);
+        match typed::normalize(&self.info().api_version(), self.info().kind, &original) {
+            Some(Ok(n)) => {
+                for path in typed::unknown_fields(&original, &n) {
+                    typed::remove_path(&mut original, &path);
+                }
             }
+            Some(Err(_)) => {}
+            // Without a typed model, normalizing only pruned: nothing was filled in.
+            None => return Ok((normalized, warnings)),
         }
         Ok((original, warnings))
     }
@@ -295,7 +369,7 @@ impl Registry {
         let Some(kv) = kv else {
             return Err(ApiError::namespace_not_found(ns));
         };
-        let namespace = self.decode(&kv)?;
+        let namespace = decode_raw(&kv)?;
         if namespace.pointer("/metadata/deletionTimestamp").is_some()
             || namespace.pointer("/status/phase") == Some(&json!("Terminating"))
         {
@@ -376,6 +450,17 @@ impl Registry {
         }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
+        let mut warnings = warnings;
+        let initial_name = meta_str(&obj, "name").unwrap_or("").to_string();
+        let attrs = self.attributes(
+            Operation::Create,
+            ns,
+            &initial_name,
+            Part::Main,
+            None,
+            opts.dry_run,
+        );
+        warnings.extend(self.admit(&attrs, &mut obj).await?);
         if let Some(manager) = opts.field_manager.as_deref().filter(|_| track) {
             let (api_version, ts) = (info.api_version(), now());
             obj = self
@@ -383,6 +468,7 @@ impl Registry {
                 .update(None, &obj);
         }
 
+        let admission_warnings = std::sync::Mutex::new(Vec::new());
         for attempt in 0..8 {
             let mut candidate = obj.clone();
             if generate {
@@ -403,6 +489,13 @@ impl Registry {
                 if !causes.is_empty() {
                     return Err(self.invalid(&name, causes));
                 }
+                let attrs =
+                    self.attributes(Operation::Create, ns, &name, Part::Main, None, opts.dry_run);
+                let admitted = self.admit_validation(&attrs, Some(&candidate)).await?;
+                admission_warnings
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(admitted);
                 if let Some(ns) = ns.filter(|_| info.namespaced()) {
                     self.check_namespace(ns, &name).await?;
                 }
@@ -411,7 +504,7 @@ impl Registry {
                 }
                 match self
                     .store
-                    .create(&self.key(ns, &name), Self::encode(&candidate))
+                    .create(&self.key(ns, &name), self.encode(&candidate))
                     .await
                 {
                     Ok(kv) => {
@@ -433,11 +526,12 @@ impl Registry {
                 .await;
             match result? {
                 Step::Done(object) | Step::Written(object) | Step::Deleted(object) => {
+                    warnings.extend(admission_warnings.into_inner().expect("not poisoned"));
                     return Ok(Outcome {
                         object,
                         warnings,
                         created: true,
-                    })
+                    });
                 }
                 Step::Retry => continue,
             }
@@ -534,6 +628,7 @@ impl Registry {
     {
         let key = self.key(ns, name);
         loop {
+            let mut admission_warnings = Vec::new();
             let (kv, _) = self.store.get(&key, None).await.map_err(internal)?;
             let kv = kv.ok_or_else(|| self.not_found(name))?;
             let current = self.decode(&kv)?;
@@ -601,6 +696,17 @@ impl Registry {
             };
             let mut new = self.carry_metadata(new, &current);
             self.strategy.default(&mut new);
+            let attrs = self.attributes(
+                Operation::Update,
+                ns,
+                name,
+                part,
+                Some(&current),
+                opts.dry_run,
+            );
+            if part != Part::Internal {
+                admission_warnings.extend(self.admit(&attrs, &mut new).await?);
+            }
             if let Some(manager) = opts
                 .field_manager
                 .as_deref()
@@ -618,14 +724,20 @@ impl Registry {
                 _ => None,
             };
             let result = async {
-                let mut causes = self.strategy.validate(&new);
-                if part == Part::Main {
-                    causes.extend(self.strategy.validate_update(&new, &current));
-                }
+                let causes = if part == Part::Main {
+                    self.strategy.validate_for_update(&new, &current)
+                } else {
+                    self.strategy.validate(&new)
+                };
                 if !causes.is_empty() {
                     return Err(self.invalid(name, causes));
                 }
-                if self.strategy.tracks_generation() && spec_changed(&new, &current) {
+                if part != Part::Internal && new != current {
+                    admission_warnings.extend(self.admit_validation(&attrs, Some(&new)).await?);
+                }
+                if self.strategy.tracks_generation()
+                    && spec_changed(&new, &current, self.info().has_status)
+                {
                     let g = current
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
@@ -652,7 +764,7 @@ impl Registry {
                         .map(|(rev, _)| rev)
                 } else {
                     self.store
-                        .update(&key, Self::encode(&new), kv.mod_revision)
+                        .update(&key, self.encode(&new), kv.mod_revision)
                         .await
                         .map(|kv| kv.mod_revision)
                 };
@@ -684,7 +796,7 @@ impl Registry {
             };
             return Ok(Outcome {
                 object,
-                warnings: Vec::new(),
+                warnings: admission_warnings,
                 created: false,
             });
         }
@@ -710,14 +822,17 @@ impl Registry {
     }
 
     fn field_manager<'a>(
-        &self,
+        &'a self,
         manager: &'a str,
         api_version: &'a str,
         now: &'a str,
         part: Part,
     ) -> kaji_apply::FieldManager<'a> {
         let info = self.info();
-        let fm = kaji_apply::FieldManager::new(manager, api_version, info.kind, now);
+        let mut fm = kaji_apply::FieldManager::new(manager, api_version, info.kind, now);
+        if let Some(schema) = self.strategy.apply_schema() {
+            fm = fm.with_schema(schema);
+        }
         match part {
             Part::Status => fm.subresource("status").ignoring(&["spec", "metadata"]),
             _ if info.has_status => fm.ignoring(&["status"]),
@@ -869,6 +984,17 @@ impl Registry {
                     ));
                 }
             }
+            if current.pointer("/metadata/deletionTimestamp").is_none() {
+                let attrs = self.attributes(
+                    Operation::Delete,
+                    ns,
+                    name,
+                    Part::Main,
+                    Some(&current),
+                    opts.dry_run,
+                );
+                self.admit_validation(&attrs, None).await?;
+            }
             let mut marked = current.clone();
             let mut finalizers: Vec<Value> = marked
                 .pointer("/metadata/finalizers")
@@ -881,7 +1007,7 @@ impl Registry {
                 _ => None,
             };
             let already_deleting = current.pointer("/metadata/deletionTimestamp").is_some();
-            if let Some(f) = added {
+            for f in added.iter().chain(self.strategy.finalizers_on_delete()) {
                 if !already_deleting && !finalizers.contains(&json!(f)) {
                     finalizers.push(json!(f));
                 }
@@ -929,7 +1055,7 @@ impl Registry {
             }
             match self
                 .store
-                .update(&key, Self::encode(&marked), kv.mod_revision)
+                .update(&key, self.encode(&marked), kv.mod_revision)
                 .await
             {
                 Ok(kv) => {
@@ -1016,7 +1142,7 @@ impl Registry {
     /// 404 if the object is absent.
     pub async fn get_scale(&self, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let obj = self.get(ns, name).await?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&obj, self.strategy.scale_paths()))
     }
 
     /// Updates the `/scale` subresource: `mutate` turns the current Scale into the desired one.
@@ -1035,7 +1161,8 @@ impl Registry {
     {
         let outcome = self
             .guaranteed_update(ns, name, Part::Main, opts, |current| {
-                let scale = mutate(&scale_of(current))?;
+                let paths = self.strategy.scale_paths();
+                let scale = mutate(&scale_of(current, paths))?;
                 let replicas = scale
                     .pointer("/spec/replicas")
                     .and_then(Value::as_i64)
@@ -1056,12 +1183,23 @@ impl Registry {
                 if let Some(rv) = meta_str(&scale, "resourceVersion") {
                     meta_mut(&mut new).insert("resourceVersion".into(), rv.into());
                 }
-                new["spec"]["replicas"] = json!(replicas);
+                match paths {
+                    Some(p) => set_pointer(&mut new, &p.spec_replicas, json!(replicas)),
+                    None => new["spec"]["replicas"] = json!(replicas),
+                }
                 Ok(new)
             })
             .await?;
-        Ok(scale_of(&outcome.object))
+        Ok(scale_of(&outcome.object, self.strategy.scale_paths()))
     }
+}
+
+/// A stored object with its resourceVersion, exactly as stored.
+fn decode_raw(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    meta_mut(&mut obj).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+    Ok(obj)
 }
 
 fn finalizers_empty(obj: &Value) -> bool {
@@ -1070,13 +1208,16 @@ fn finalizers_empty(obj: &Value) -> bool {
         .is_none_or(|f| f.is_empty())
 }
 
-/// Whether anything but metadata and status differs.
-fn spec_changed(new: &Value, old: &Value) -> bool {
+/// Whether anything but metadata (and status, where it is a subresource of
+/// its own) differs.
+fn spec_changed(new: &Value, old: &Value, status_separate: bool) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(m) = v.as_object_mut() {
             m.remove("metadata");
-            m.remove("status");
+            if status_separate {
+                m.remove("status");
+            }
         }
         v
     };
@@ -1093,14 +1234,46 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// The autoscaling/v1 Scale view of a Deployment, ReplicaSet or StatefulSet.
-fn scale_of(obj: &Value) -> Value {
+/// Sets the value at a JSON pointer, creating objects along the way.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut cur = obj;
+    for seg in pointer.trim_start_matches('/').split('/') {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        cur = cur
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(seg.replace("~1", "/").replace("~0", "~"))
+            .or_insert(Value::Null);
+    }
+    *cur = value;
+}
+
+/// The autoscaling/v1 Scale view of a Deployment, ReplicaSet, StatefulSet
+/// or a custom resource with a scale subresource.
+fn scale_of(obj: &Value, paths: Option<&ScalePaths>) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let selector = obj
-        .pointer("/spec/selector")
-        .and_then(|s| kaji_core::selector::LabelSelector::from_label_selector_json(s).ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let (spec_replicas, status_replicas, selector) = match paths {
+        Some(p) => (
+            obj.pointer(&p.spec_replicas).cloned(),
+            obj.pointer(&p.status_replicas).cloned(),
+            p.label_selector
+                .as_deref()
+                .and_then(|l| obj.pointer(l))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+        None => (
+            obj.pointer("/spec/replicas").cloned(),
+            obj.pointer("/status/replicas").cloned(),
+            obj.pointer("/spec/selector")
+                .and_then(|s| kaji_core::selector::LabelSelector::from_label_selector_json(s).ok())
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        ),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1111,9 +1284,9 @@ fn scale_of(obj: &Value) -> Value {
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": spec_replicas.unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": status_replicas.unwrap_or(json!(0)),
             "selector": selector,
         }
     })

@@ -55,6 +55,15 @@ pub trait Strategy: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Everything checked on an update of the main resource: by default the
+    /// whole object, then the transition. Kinds whose checks depend on the
+    /// old object (CEL rules ratchet on unchanged values) replace this.
+    fn validate_for_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = self.validate(new);
+        causes.extend(self.validate_update(new, old));
+        causes
+    }
+
     /// Whether `generation` is tracked (bumped on every spec change).
     fn tracks_generation(&self) -> bool {
         self.info().has_status
@@ -70,6 +79,52 @@ pub trait Strategy: Send + Sync + 'static {
     fn allocator(&self) -> Option<&dyn Allocator> {
         None
     }
+
+    /// Removes the fields a kind without a built-in typed model does not
+    /// know (a custom resource's schema pruning), returning their paths
+    /// (`.spec.foo`) for "unknown field" warnings. Built-in kinds are pruned
+    /// through their typed model instead.
+    fn prune(&self, _obj: &mut Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Finalizers a deletion adds, so that the kind's own cleanup runs
+    /// before the object goes (a CRD's objects are deleted first).
+    fn finalizers_on_delete(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Adjusts an object as read from the store, before anyone sees it
+    /// (custom resources: served version and read-time defaults).
+    fn on_read(&self, _obj: &mut Value) {}
+
+    /// Adjusts an object about to be stored (custom resources: the storage
+    /// version).
+    fn to_storage(&self, _obj: &mut Value) {}
+
+    /// The schema server-side apply merges with, for kinds kaji-apply does
+    /// not know (custom resources: `x-kubernetes-list-type` and map keys).
+    fn apply_schema(&self) -> Option<&kaji_apply::Schema> {
+        None
+    }
+
+    /// Where the `/scale` subresource reads and writes, for kinds whose
+    /// replicas are not at `spec.replicas` with a `spec.selector`.
+    fn scale_paths(&self) -> Option<&ScalePaths> {
+        None
+    }
+}
+
+/// Where a kind keeps what its `/scale` subresource shows, as JSON pointers
+/// (a CRD's `specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// Desired replicas, e.g. `/spec/replicas`.
+    pub spec_replicas: String,
+    /// Observed replicas, e.g. `/status/replicas`.
+    pub status_replicas: String,
+    /// The label selector, serialized as a string, e.g. `/status/selector`.
+    pub label_selector: Option<String>,
 }
 
 /// `metadata.name` and `metadata.namespace`, selectable on every kind.

@@ -1,7 +1,7 @@
 //! Decoding through the real Kubernetes types (`k8s-openapi`): type checking,
 //! pruning of unknown fields and their reporting for `fieldValidation`.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+use k8s_openapi::api::{admissionregistration, apps, batch, coordination, core, discovery, events};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use serde_json::Value;
 
@@ -54,6 +54,12 @@ pub fn normalize(
         ("discovery.k8s.io/v1", "EndpointSlice") => through::<discovery::v1::EndpointSlice>(value),
         ("coordination.k8s.io/v1", "Lease") => through::<coordination::v1::Lease>(value),
         ("events.k8s.io/v1", "Event") => through::<events::v1::Event>(value),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+            through::<admissionregistration::v1::MutatingWebhookConfiguration>(value)
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+            through::<admissionregistration::v1::ValidatingWebhookConfiguration>(value)
+        }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             through::<apiextensions::v1::CustomResourceDefinition>(value)
         }
@@ -166,6 +172,40 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment"));
+    }
+
+    #[test]
+    fn webhook_configurations_round_trip_and_keep_their_ca_bundle() {
+        let input = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "v"},
+            "webhooks": [{"name": "a.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                "clientConfig": {"url": "https://x/", "caBundle": "LS0tLS1CRUdJTg=="},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                "bogus": true}]});
+        let out = normalize(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            &input,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            out["webhooks"][0]["clientConfig"]["caBundle"],
+            "LS0tLS1CRUdJTg=="
+        );
+        assert_eq!(unknown_fields(&input, &out), vec![".webhooks[0].bogus"]);
+        let mutating = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "m"}, "webhooks": [{"name": "m.example.com", "sideEffects": "None",
+            "admissionReviewVersions": ["v1"], "clientConfig": {"service": {"namespace": "ns", "name": "s"}},
+            "reinvocationPolicy": "IfNeeded"}]});
+        let out = normalize(
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            &mutating,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(out, mutating);
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub fn by_kind(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
                 None => causes.push(Cause::required("spec.jobTemplate.spec")),
             }
         }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            webhooks(obj.get("webhooks"), true, &mut causes)
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            webhooks(obj.get("webhooks"), false, &mut causes)
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             match obj.get("addressType").and_then(Value::as_str) {
                 None => causes.push(Cause::required("addressType")),
@@ -181,6 +187,302 @@ pub fn update_by_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<
         _ => {}
     }
     causes
+}
+
+/// `admissionregistration.k8s.io/v1` webhooks, as Kubernetes' v1 validation
+/// (which requires `sideEffects` and `admissionReviewVersions`).
+fn webhooks(list: Option<&Value>, mutating: bool, causes: &mut Vec<Cause>) {
+    let Some(Value::Array(list)) = list else {
+        return;
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (i, hook) in list.iter().enumerate() {
+        let path = format!("webhooks[{i}]");
+        let text = |field: &str| hook.get(field).and_then(Value::as_str);
+        match text("name").unwrap_or("") {
+            "" => causes.push(Cause::required(format!("{path}.name"))),
+            name => {
+                let npath = format!("{path}.name");
+                let errs = validation::is_dns1123_subdomain(&name.to_lowercase());
+                if !errs.is_empty() {
+                    causes.push(Cause::invalid(&npath, &json!(name), errs.join(",")));
+                } else if name.split('.').count() < 3 {
+                    causes.push(Cause::invalid(
+                        &npath,
+                        &json!(name),
+                        "should be a domain with at least three segments separated by dots",
+                    ));
+                }
+                if names.contains(&name) {
+                    causes.push(Cause::duplicate(npath, &json!(name)));
+                }
+                names.push(name);
+            }
+        }
+        one_of(hook, "failurePolicy", &["Fail", "Ignore"], &path, causes);
+        one_of(hook, "matchPolicy", &["Equivalent", "Exact"], &path, causes);
+        if mutating {
+            one_of(
+                hook,
+                "reinvocationPolicy",
+                &["IfNeeded", "Never"],
+                &path,
+                causes,
+            );
+        }
+        match text("sideEffects") {
+            None => causes.push(Cause {
+                message: "Required value: must specify one of None, NoneOnDryRun".into(),
+                ..Cause::required(format!("{path}.sideEffects"))
+            }),
+            Some(_) => one_of(
+                hook,
+                "sideEffects",
+                &["None", "NoneOnDryRun"],
+                &path,
+                causes,
+            ),
+        }
+        review_versions(hook.get("admissionReviewVersions"), &path, causes);
+        if let Some(t) = hook.get("timeoutSeconds").and_then(Value::as_i64) {
+            if !(1..=30).contains(&t) {
+                causes.push(Cause::invalid(
+                    format!("{path}.timeoutSeconds"),
+                    &json!(t),
+                    "the timeout value must be between 1 and 30 seconds",
+                ));
+            }
+        }
+        for selector in ["namespaceSelector", "objectSelector"] {
+            if let Some(sel) = hook.get(selector).filter(|s| !s.is_null()) {
+                causes.extend(validation::label_selector(
+                    sel,
+                    &format!("{path}.{selector}"),
+                ));
+            }
+        }
+        client_config(
+            hook.get("clientConfig"),
+            &format!("{path}.clientConfig"),
+            causes,
+        );
+        if let Some(Value::Array(rules)) = hook.get("rules") {
+            for (j, rule) in rules.iter().enumerate() {
+                webhook_rule(rule, &format!("{path}.rules[{j}]"), causes);
+            }
+        }
+    }
+}
+
+fn one_of(hook: &Value, field: &str, allowed: &[&str], path: &str, causes: &mut Vec<Cause>) {
+    if let Some(v) = hook.get(field).and_then(Value::as_str) {
+        if !allowed.contains(&v) {
+            causes.push(Cause::not_supported(
+                format!("{path}.{field}"),
+                &json!(v),
+                allowed,
+            ));
+        }
+    }
+}
+
+fn review_versions(versions: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let vpath = format!("{path}.admissionReviewVersions");
+    let list: Vec<&str> = versions
+        .and_then(Value::as_array)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        causes.push(Cause {
+            message: "Required value: must specify one of v1, v1beta1".into(),
+            ..Cause::required(vpath)
+        });
+        return;
+    }
+    for (i, v) in list.iter().enumerate() {
+        if list[..i].contains(v) {
+            causes.push(Cause::duplicate(format!("{vpath}[{i}]"), &json!(v)));
+        }
+    }
+    if !list.iter().any(|v| matches!(*v, "v1" | "v1beta1")) {
+        causes.push(Cause::invalid(
+            vpath,
+            &json!(list),
+            "must include at least one of v1, v1beta1",
+        ));
+    }
+}
+
+fn client_config(cc: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let null = Value::Null;
+    let cc = cc.unwrap_or(&null);
+    let url = cc.get("url").and_then(Value::as_str);
+    let service = cc.get("service").filter(|s| s.is_object());
+    match (url, service) {
+        (Some(url), None) => webhook_url(url, &format!("{path}.url"), causes),
+        (None, Some(svc)) => {
+            let spath = format!("{path}.service");
+            let text = |f: &str| svc.get(f).and_then(Value::as_str).unwrap_or("");
+            if text("name").is_empty() {
+                causes.push(Cause {
+                    message: "Required value: service name is required".into(),
+                    ..Cause::required(format!("{spath}.name"))
+                });
+            }
+            if text("namespace").is_empty() {
+                causes.push(Cause {
+                    message: "Required value: service namespace is required".into(),
+                    ..Cause::required(format!("{spath}.namespace"))
+                });
+            }
+            let p = text("path");
+            if !p.is_empty() && !p.starts_with('/') {
+                causes.push(Cause::invalid(
+                    format!("{spath}.path"),
+                    &json!(p),
+                    "must start with a '/'",
+                ));
+            }
+            if let Some(port) = svc.get("port").and_then(Value::as_i64) {
+                if !(1..=65535).contains(&port) {
+                    causes.push(Cause::invalid(
+                        format!("{spath}.port"),
+                        &json!(port),
+                        "port is not valid: must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+        _ => causes.push(Cause {
+            message: "Required value: exactly one of url or service is required".into(),
+            ..Cause::required(path)
+        }),
+    }
+}
+
+fn webhook_url(url: &str, path: &str, causes: &mut Vec<Cause>) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if scheme != "https" {
+        causes.push(Cause::invalid(
+            path,
+            &json!(scheme),
+            "'https' is the only allowed URL scheme",
+        ));
+    }
+    let (before_fragment, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let (before_query, query) = before_fragment
+        .split_once('?')
+        .unwrap_or((before_fragment, ""));
+    let authority = before_query.split('/').next().unwrap_or("");
+    if let Some((user, _)) = authority.split_once('@') {
+        causes.push(Cause::invalid(
+            path,
+            &json!(user),
+            "user information is not permitted in the URL",
+        ));
+    }
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() {
+        causes.push(Cause::invalid(path, &json!(host), "host must be specified"));
+    }
+    if !fragment.is_empty() {
+        causes.push(Cause::invalid(
+            path,
+            &json!(fragment),
+            "fragments are not permitted in the URL",
+        ));
+    }
+    if !query.is_empty() {
+        causes.push(Cause::invalid(
+            path,
+            &json!(query),
+            "query parameters are not permitted in the URL",
+        ));
+    }
+}
+
+fn webhook_rule(rule: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let list = |field: &str| -> Vec<&str> {
+        rule.get(field)
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    let wildcard_alone = |field: &str, items: &[&str], what: &str, causes: &mut Vec<Cause>| {
+        if items.len() > 1 && items.contains(&"*") {
+            causes.push(Cause::invalid(
+                format!("{path}.{field}"),
+                &json!(items),
+                format!("if '*' is present, must not specify other {what}"),
+            ));
+        }
+    };
+    let operations = list("operations");
+    if operations.is_empty() {
+        causes.push(Cause::required(format!("{path}.operations")));
+    }
+    wildcard_alone("operations", &operations, "operations", causes);
+    for (i, op) in operations.iter().enumerate() {
+        if !matches!(*op, "*" | "CONNECT" | "CREATE" | "DELETE" | "UPDATE") {
+            causes.push(Cause::not_supported(
+                format!("{path}.operations[{i}]"),
+                &json!(op),
+                &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
+            ));
+        }
+    }
+    let groups = list("apiGroups");
+    if groups.is_empty() {
+        causes.push(Cause::required(format!("{path}.apiGroups")));
+    }
+    wildcard_alone("apiGroups", &groups, "API groups", causes);
+    let versions = list("apiVersions");
+    if versions.is_empty() {
+        causes.push(Cause::required(format!("{path}.apiVersions")));
+    }
+    wildcard_alone("apiVersions", &versions, "API versions", causes);
+    for (i, v) in versions.iter().enumerate() {
+        if v.is_empty() {
+            causes.push(Cause::required(format!("{path}.apiVersions[{i}]")));
+        }
+    }
+    let resources = list("resources");
+    if resources.is_empty() {
+        causes.push(Cause::required(format!("{path}.resources")));
+    }
+    for (i, r) in resources.iter().enumerate() {
+        if r.is_empty() {
+            causes.push(Cause::required(format!("{path}.resources[{i}]")));
+        } else if r.split('/').count() > 2 || r.starts_with('/') || r.ends_with('/') {
+            causes.push(Cause::invalid(
+                format!("{path}.resources[{i}]"),
+                &json!(r),
+                "must be a resource, optionally followed by '/' and a subresource",
+            ));
+        }
+    }
+    if resources.len() > 1 && resources.contains(&"*/*") {
+        causes.push(Cause::invalid(
+            format!("{path}.resources"),
+            &json!(resources),
+            "if '*/*' is present, must not specify other resources",
+        ));
+    } else if resources.contains(&"*") && resources.iter().any(|r| *r != "*" && !r.contains('/')) {
+        causes.push(Cause::invalid(
+            format!("{path}.resources"),
+            &json!(resources),
+            "if '*' is present, must not specify other resources without subresources",
+        ));
+    }
+    if let Some(scope) = rule.get("scope").and_then(Value::as_str) {
+        if !matches!(scope, "*" | "Cluster" | "Namespaced") {
+            causes.push(Cause::not_supported(
+                format!("{path}.scope"),
+                &json!(scope),
+                &["*", "Cluster", "Namespaced"],
+            ));
+        }
+    }
 }
 
 fn data_keys(data: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
@@ -395,5 +697,141 @@ fn service(spec: &Value, causes: &mut Vec<Cause>) {
         }
         _ if headless || ty == "ExternalName" => {}
         _ => causes.push(Cause::required("spec.ports")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "admissionregistration.k8s.io";
+
+    fn fields(causes: &[Cause]) -> Vec<(&str, &str)> {
+        causes
+            .iter()
+            .map(|c| (c.field.as_str(), c.message.as_str()))
+            .collect()
+    }
+
+    fn valid_hook(name: &str) -> Value {
+        json!({"name": name, "clientConfig": {"url": "https://127.0.0.1:8443/v"},
+               "sideEffects": "None", "admissionReviewVersions": ["v1"],
+               "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                          "resources": ["configmaps", "pods/status"], "scope": "Namespaced"}]})
+    }
+
+    #[test]
+    fn valid_webhook_configurations_pass() {
+        let obj = json!({"webhooks": [valid_hook("a.example.com"), valid_hook("b.example.com")]});
+        assert!(by_kind(GROUP, "ValidatingWebhookConfiguration", &obj).is_empty());
+        assert!(by_kind(GROUP, "MutatingWebhookConfiguration", &obj).is_empty());
+    }
+
+    #[test]
+    fn webhook_names_are_fully_qualified_and_unique() {
+        let obj = json!({"webhooks": [valid_hook("a.example.com"), valid_hook("a.example.com"), valid_hook("short.name")]});
+        let causes = by_kind(GROUP, "ValidatingWebhookConfiguration", &obj);
+        assert_eq!(
+            fields(&causes),
+            vec![
+                ("webhooks[1].name", "Duplicate value: \"a.example.com\""),
+                (
+                    "webhooks[2].name",
+                    "Invalid value: \"short.name\": should be a domain with at least three segments separated by dots"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn side_effects_review_versions_and_client_config_are_required() {
+        let obj = json!({"webhooks": [{"name": "a.example.com",
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]});
+        let causes = by_kind(GROUP, "ValidatingWebhookConfiguration", &obj);
+        assert_eq!(
+            fields(&causes),
+            vec![
+                (
+                    "webhooks[0].sideEffects",
+                    "Required value: must specify one of None, NoneOnDryRun"
+                ),
+                (
+                    "webhooks[0].admissionReviewVersions",
+                    "Required value: must specify one of v1, v1beta1"
+                ),
+                (
+                    "webhooks[0].clientConfig",
+                    "Required value: exactly one of url or service is required"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn policies_timeouts_and_urls_are_checked() {
+        let mut hook = valid_hook("a.example.com");
+        hook["sideEffects"] = json!("Some");
+        hook["failurePolicy"] = json!("Maybe");
+        hook["reinvocationPolicy"] = json!("Always");
+        hook["timeoutSeconds"] = json!(31);
+        hook["admissionReviewVersions"] = json!(["v2"]);
+        hook["clientConfig"] = json!({"url": "http://hooks.example.com/v?x=1"});
+        let causes = by_kind(
+            GROUP,
+            "MutatingWebhookConfiguration",
+            &json!({"webhooks": [hook]}),
+        );
+        let got: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "webhooks[0].failurePolicy",
+                "webhooks[0].reinvocationPolicy",
+                "webhooks[0].sideEffects",
+                "webhooks[0].admissionReviewVersions",
+                "webhooks[0].timeoutSeconds",
+                "webhooks[0].clientConfig.url",
+                "webhooks[0].clientConfig.url",
+            ]
+        );
+        assert_eq!(
+            causes[4].message,
+            "Invalid value: 31: the timeout value must be between 1 and 30 seconds"
+        );
+        assert_eq!(
+            causes[5].message,
+            "Invalid value: \"http\": 'https' is the only allowed URL scheme"
+        );
+    }
+
+    #[test]
+    fn webhook_rules_need_every_list_and_keep_wildcards_alone() {
+        let mut hook = valid_hook("a.example.com");
+        hook["rules"] = json!([
+            {"operations": ["*", "CREATE"], "apiGroups": [], "apiVersions": ["v1"], "resources": ["*/*", "pods"], "scope": "Everywhere"},
+            {"operations": ["PATCH"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": []},
+        ]);
+        hook["clientConfig"] =
+            json!({"service": {"namespace": "", "name": "svc", "path": "v", "port": 0}});
+        let causes = by_kind(
+            GROUP,
+            "ValidatingWebhookConfiguration",
+            &json!({"webhooks": [hook]}),
+        );
+        let got: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "webhooks[0].clientConfig.service.namespace",
+                "webhooks[0].clientConfig.service.path",
+                "webhooks[0].clientConfig.service.port",
+                "webhooks[0].rules[0].operations",
+                "webhooks[0].rules[0].apiGroups",
+                "webhooks[0].rules[0].resources",
+                "webhooks[0].rules[0].scope",
+                "webhooks[0].rules[1].operations[0]",
+                "webhooks[0].rules[1].resources",
+            ]
+        );
     }
 }

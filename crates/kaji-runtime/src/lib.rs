@@ -390,6 +390,13 @@ pub trait PodRuntime: Send + Sync {
     /// The runtime cannot be queried.
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>>;
 
+    /// Whether pod addresses are made up (nothing listens there), so that
+    /// network probes against a pod's own address cannot be made and pass,
+    /// as on kwok's pods.
+    fn addresses_are_simulated(&self) -> bool {
+        false
+    }
+
     /// Runs a command in a running container to completion, killing it after
     /// `timeout` (exec probes).
     ///

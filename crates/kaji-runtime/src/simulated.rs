@@ -158,6 +158,10 @@ impl State {
 
 #[async_trait]
 impl PodRuntime for SimulatedRuntime {
+    fn addresses_are_simulated(&self) -> bool {
+        true
+    }
+
     async fn status(&self) -> RuntimeStatus {
         let network_ready = self.lock().cidr.is_some();
         RuntimeStatus {

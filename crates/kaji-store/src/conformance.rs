@@ -124,22 +124,27 @@ async fn assert_silent(w: &mut WatchStream) {
 /// Every successful write (create, update, delete) bumps the global revision
 /// by exactly one; failed writes do not.
 pub async fn revisions_increase_by_one_per_write(store: &dyn Store) {
-    assert_eq!(store.current_revision().await.unwrap(), 0);
+    // An empty store is at 0, or (etcd) at the revision it started with.
+    let base = store.current_revision().await.unwrap();
+    assert!(base <= 1, "a fresh store starts at revision {base}");
     let a = store.create("/r/a", b"1".to_vec()).await.unwrap();
-    assert_eq!(a.mod_revision, 1);
+    assert_eq!(a.mod_revision, base + 1);
     let b = store.create("/r/b", b"1".to_vec()).await.unwrap();
-    assert_eq!(b.mod_revision, 2);
+    assert_eq!(b.mod_revision, base + 2);
     assert!(store.create("/r/a", b"x".to_vec()).await.is_err());
     assert!(store.update("/r/a", b"x".to_vec(), 99).await.is_err());
-    assert_eq!(store.current_revision().await.unwrap(), 2);
-    let a2 = store.update("/r/a", b"2".to_vec(), 1).await.unwrap();
-    assert_eq!(a2.mod_revision, 3);
+    assert_eq!(store.current_revision().await.unwrap(), base + 2);
+    let a2 = store
+        .update("/r/a", b"2".to_vec(), a.mod_revision)
+        .await
+        .unwrap();
+    assert_eq!(a2.mod_revision, base + 3);
     let (del, _) = store.delete("/r/b", None).await.unwrap();
-    assert_eq!(del, 4);
-    assert_eq!(store.current_revision().await.unwrap(), 4);
+    assert_eq!(del, base + 4);
+    assert_eq!(store.current_revision().await.unwrap(), base + 4);
     let (_, at) = store.get("/r/a", None).await.unwrap();
-    assert_eq!(at, 4);
-    assert_eq!(list_all(store, "/r/", None).await.revision, 4);
+    assert_eq!(at, base + 4);
+    assert_eq!(list_all(store, "/r/", None).await.revision, base + 4);
 }
 
 /// `create` succeeds only for an absent key.
@@ -292,12 +297,16 @@ pub async fn reads_beyond_current_revision_fail(store: &dyn Store) {
 pub async fn list_paginates_over_many_keys(store: &dyn Store) {
     const N: usize = 250;
     let mut expected = Vec::new();
+    let mut third = None;
     for i in 0..N {
         let key = format!("/page/{i:04}");
-        store
+        let kv = store
             .create(&key, i.to_string().into_bytes())
             .await
             .unwrap();
+        if i == 3 {
+            third = Some(kv);
+        }
         expected.push(key);
     }
     // Deleted keys and keys outside the prefix must not count toward a page.
@@ -308,7 +317,7 @@ pub async fn list_paginates_over_many_keys(store: &dyn Store) {
     // Writes after the pinned revision must not show in the paged list.
     store.create("/page/9999", vec![]).await.unwrap();
     store
-        .update("/page/0003", b"new".to_vec(), 4)
+        .update("/page/0003", b"new".to_vec(), third.unwrap().mod_revision)
         .await
         .unwrap();
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
+pub mod faults;
 mod memory;
 
 pub use memory::MemoryStore;

@@ -148,6 +148,49 @@ struct ServerArgs {
     /// Log filter, e.g. `info` or `kaji=debug`.
     #[arg(long, env = "KAJI_LOG", default_value = "info")]
     log: String,
+    /// The store: `embedded` (SQLite in the data dir) or etcd, as
+    /// `etcd://host:port[,host:port…]` (`etcds://…` for TLS).
+    #[arg(long, env = "KAJI_STORE", default_value = "embedded")]
+    store: String,
+    /// The CA that signed etcd's server certificates (PEM), for `etcds://`.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate to present to etcd (PEM).
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The durable store these arguments name.
+    async fn open_store(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn kaji_store::Store>> {
+        if self.store == "embedded" {
+            let path = data_dir.join("kaji.db");
+            let store = kaji_store_sqlite::SqliteStore::open(&path)
+                .with_context(|| format!("opening the store at {}", path.display()))?;
+            return Ok(Arc::new(store));
+        }
+        let mut config = kaji_store_etcd::EtcdConfig::from_url(&self.store)
+            .map_err(anyhow::Error::msg)
+            .context("--store")?;
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        if let Some(ca) = &self.etcd_cafile {
+            config.ca_pem = Some(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.etcd_certfile, &self.etcd_keyfile) {
+            config.client_cert_pem = Some((read(cert)?, read(key)?));
+        }
+        let store = kaji_store_etcd::EtcdStore::connect(&config)
+            .await
+            .with_context(|| format!("connecting to etcd at {}", config.endpoints.join(",")))?;
+        Ok(Arc::new(store))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -251,11 +294,7 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store_path = data_dir.join("kaji.db");
-    let durable: Arc<dyn kaji_store::Store> = Arc::new(
-        kaji_store_sqlite::SqliteStore::open(&store_path)
-            .with_context(|| format!("opening the store at {}", store_path.display()))?,
-    );
+    let durable = args.open_store(&data_dir).await?;
     kaji_apiserver::spawn_compactor(durable.clone(), kaji_apiserver::DEFAULT_COMPACTION_INTERVAL);
     // Lists and watches are served from memory; writes go through to disk.
     let cache = kaji_watchcache::WatchCache::new(durable, &["/registry/"]);
@@ -308,12 +347,32 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
         started.elapsed().as_millis(),
         kubeconfig.display()
     );
-    let serving = tokio::spawn(kaji_apiserver::serve(server, listener, shutdown_signal()));
-    // The agent must live as long as the server: dropping it stops the node.
-    let _node = match whole_cluster {
-        Some(up) => start_cluster(&kubeconfig, &data_dir, up).await?,
-        None => None,
+    // On SIGTERM the in-process components stop first, releasing their
+    // Leases through the still-serving API; then the server stops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_tx.send_replace(true);
+    });
+    let (components_done_tx, components_done) = tokio::sync::oneshot::channel::<()>();
+    let server_stop = async move {
+        let _ = components_done.await;
     };
+    let serving = tokio::spawn(kaji_apiserver::serve(server, listener, server_stop));
+    // The agent must live as long as the server: dropping it stops the node.
+    let (_node, components) = match whole_cluster {
+        Some(up) => start_cluster(&kubeconfig, &data_dir, up, stop_rx.clone()).await?,
+        None => (None, Vec::new()),
+    };
+    let mut stop = stop_rx;
+    let _ = stop.wait_for(|s| *s).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for component in components {
+            let _ = component.await;
+        }
+    })
+    .await;
+    let _ = components_done_tx.send(());
     serving.await.context("the API server task failed")??;
     tracing::info!("shut down cleanly");
     Ok(())
@@ -322,11 +381,17 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
 /// Starts everything but the API server in this process: the controllers,
 /// the scheduler and a node agent. They use the API over loopback with the
 /// admin credentials, exactly as they would from their own processes.
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 async fn start_cluster(
     kubeconfig: &std::path::Path,
     data_dir: &std::path::Path,
     up: UpArgs,
-) -> anyhow::Result<Option<kaji_agent::Agent>> {
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Option<kaji_agent::Agent>, Vec<tokio::task::JoinHandle<()>>)> {
     let client = client_from(kubeconfig).await?;
     // A stable identity lets a restarted `up` take its own Leases back at
     // once instead of waiting for them to expire.
@@ -337,13 +402,9 @@ async fn start_cluster(
     };
     let options = up.controllers.options()?;
     let c = client.clone();
-    tokio::spawn(async move {
-        let run = kaji_controllers::run_with_leader_election(
-            c,
-            controllers,
-            options,
-            std::future::pending(),
-        );
+    let until = stopped(stop.clone());
+    let controllers = tokio::spawn(async move {
+        let run = kaji_controllers::run_with_leader_election(c, controllers, options, until);
         if let Err(e) = run.await {
             tracing::error!(error = %e, "controllers stopped");
         }
@@ -353,15 +414,17 @@ async fn start_cluster(
         ..kaji_scheduler::leader_election_config()
     };
     let c = client.clone();
-    tokio::spawn(async move {
-        let run = kaji_scheduler::run_with_leader_election(c, scheduler, std::future::pending());
+    let until = stopped(stop);
+    let scheduler = tokio::spawn(async move {
+        let run = kaji_scheduler::run_with_leader_election(c, scheduler, until);
         if let Err(e) = run.await {
             tracing::error!(error = %e, "scheduler stopped");
         }
     });
-    agent::start_local(client, &up.node, &data_dir.join("node"))
+    let agent = agent::start_local(client, &up.node, &data_dir.join("node"))
         .await
-        .context("starting the node agent")
+        .context("starting the node agent")?;
+    Ok((agent, vec![controllers, scheduler]))
 }
 
 fn write_insecure_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {

@@ -228,7 +228,13 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
                 }
             }));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(400 + 150 * round)).await;
+        // Kill only once writes are landing (a loaded machine starts slowly),
+        // then at a different moment each round.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while acked.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100 + 150 * round)).await;
         c.kill9();
         for t in tasks {
             let _ = t.await;

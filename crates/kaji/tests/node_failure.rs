@@ -7,30 +7,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{client, eventually, start_apiserver, Process};
+use common::{client, component, eventually, start_apiserver, Process};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 
-fn start(kubeconfig: &Path, args: &[&str]) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_kaji"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kaji");
-    Process(Some(child))
-}
-
 fn start_agent(kubeconfig: &Path, dir: &Path, node: &str) -> Process {
     let data = dir.join(node);
-    start(
+    component(
         kubeconfig,
         &[
             "agent",
@@ -82,7 +68,7 @@ async fn pods_of_a_dead_node_are_evicted_and_replaced_on_the_survivor() {
     let dir = tempfile::tempdir().unwrap();
     let _apiserver = start_apiserver(dir.path());
     let kubeconfig = dir.path().join("kubeconfig");
-    let _controllers = start(
+    let _controllers = component(
         &kubeconfig,
         &[
             "controller-manager",
@@ -90,7 +76,7 @@ async fn pods_of_a_dead_node_are_evicted_and_replaced_on_the_survivor() {
             "--node-monitor-period=500ms",
         ],
     );
-    let _scheduler = start(&kubeconfig, &["scheduler"]);
+    let _scheduler = component(&kubeconfig, &["scheduler"]);
     let mut agents = vec![
         ("alpha", start_agent(&kubeconfig, dir.path(), "alpha")),
         ("beta", start_agent(&kubeconfig, dir.path(), "beta")),

@@ -19,5 +19,5 @@ fn official_python_client_works_unchanged() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "pytest failed:\n{text}");
-    assert!(text.contains("5 passed"), "{text}");
+    assert!(text.contains("8 passed"), "{text}");
 }

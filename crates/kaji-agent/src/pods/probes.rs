@@ -269,6 +269,20 @@ impl ProbeWorker {
                 Err(e) => (false, e.to_string()),
             };
         }
+        let explicit_host = p
+            .tcp_socket
+            .as_ref()
+            .and_then(|t| t.host.as_deref())
+            .or_else(|| p.http_get.as_ref().and_then(|g| g.host.as_deref()))
+            .is_some_and(|h| !h.is_empty());
+        if (p.tcp_socket.is_some() || p.http_get.is_some())
+            && !explicit_host
+            && !self.target.host.is_loopback()
+            && self.ctx.runtime.addresses_are_simulated()
+        {
+            // Nothing can answer at a made-up pod address.
+            return (true, String::new());
+        }
         if let Some(tcp) = &p.tcp_socket {
             let host = self.host(tcp.host.as_deref());
             let Some(port) = self.port(&tcp.port) else {

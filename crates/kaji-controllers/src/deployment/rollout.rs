@@ -212,9 +212,12 @@ pub fn old_scale_down(
         cleaned += cut;
     }
 
-    // Then available ones, down to the availability floor.
+    // Then available ones, down to the availability floor. A ReplicaSet's
+    // available pods beyond its spec.replicas are being deleted (its status
+    // lags its last scale-down), so they do not count.
+    let staying = |rs: &ReplicaSet| available(rs).min(replicas(rs));
     let available_pods: i32 =
-        new.map_or(0, available) + old.iter().map(|(rs, _)| available(rs)).sum::<i32>();
+        new.map_or(0, staying) + old.iter().map(|(rs, _)| staying(rs)).sum::<i32>();
     if available_pods > min_available {
         let budget = available_pods - min_available;
         let mut scaled = 0;
@@ -464,6 +467,21 @@ mod tests {
         assert_eq!(
             old_scale_down(&d, Some(&new), &[&old]).unwrap(),
             vec![("old".to_string(), 2)]
+        );
+    }
+
+    #[test]
+    fn deployment_old_rs_shrink_does_not_count_pods_a_scale_down_is_deleting() {
+        // 6 replicas, maxUnavailable 1: 3 new pods available; the old
+        // ReplicaSet was scaled to 3 but its status still counts 5.
+        let d = deploy(6, IntOrString::Int(2), IntOrString::Int(1));
+        let new = rs("new", 1, 3, 3);
+        let mut old = rs("old", 10, 3, 5);
+        old.status.as_mut().unwrap().replicas = 5;
+        assert_eq!(
+            old_scale_down(&d, Some(&new), &[&old]).unwrap(),
+            vec![("old".to_string(), 2)],
+            "6 pods will be available, one may go"
         );
     }
 

@@ -25,7 +25,8 @@ use tokio::task::{AbortHandle, JoinSet};
 use graph::{resource_key, Graph, Node};
 use queue::WorkQueue;
 
-/// How often the served resources are re-discovered (new CRDs).
+/// How often the served resources are re-discovered when no CRD changes
+/// says so sooner.
 const REDISCOVER_EVERY: Duration = Duration::from_secs(30);
 /// How soon a failed discovery is retried.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(1);
@@ -92,6 +93,9 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         tasks.spawn(worker(ctx.clone()));
     }
     let mut watchers: HashMap<String, AbortHandle> = HashMap::new();
+    // A CRD that comes or goes changes what is served: rediscover at once.
+    let crds_changed = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(watch_crds(ctx.client.clone(), crds_changed.clone()));
     loop {
         let wait = match discover(&ctx.client).await {
             Ok(served) => {
@@ -106,11 +110,33 @@ pub async fn run(client: kube::Client) -> Result<(), crate::Error> {
         // Reap finished tasks so the set does not grow (watchers never end
         // on their own; a panicked one is restarted at the next discovery).
         while let Some(Some(res)) = tasks.join_next().now_or_never() {
-            if let Err(e) = res {
-                tracing::error!(error = %e, "garbage collector task ended");
+            // Watchers of resources no longer served are aborted on purpose.
+            match res {
+                Err(e) if !e.is_cancelled() => {
+                    tracing::error!(error = %e, "garbage collector task ended");
+                }
+                _ => {}
             }
         }
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crds_changed.notified() => {}
+        }
+    }
+}
+
+/// Notifies on every CRD change (status changes included: a CRD becomes
+/// served when it is Established).
+async fn watch_crds(client: kube::Client, changed: Arc<tokio::sync::Notify>) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api = Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client);
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = events.next().await {
+        if matches!(ev, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone)) {
+            changed.notify_one();
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod up;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -189,6 +191,24 @@ impl Output {
     }
 }
 
+/// `kubectl get ARGS -o jsonpath=…`; `None` while the object is absent.
+pub fn get(c: &Cluster, args: &[&str], jsonpath: &str) -> Option<String> {
+    let template = format!("jsonpath={jsonpath}");
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", &template]);
+    let out = c.kubectl(&all);
+    if !out.ok {
+        assert!(
+            out.stderr.contains("NotFound"),
+            "kubectl get: {}",
+            out.stderr
+        );
+        return None;
+    }
+    Some(out.stdout)
+}
+
 // Separate component processes (`kaji apiserver`, `controller-manager`,
 // `scheduler`, `agent`), for tests of a cluster spread over processes.
 
@@ -221,6 +241,11 @@ impl Drop for Process {
 /// Starts `kaji apiserver` over plain HTTP on a free loopback port and
 /// returns it once it reports ready (it writes `dir/kubeconfig`).
 pub fn start_apiserver(dir: &Path) -> Process {
+    start_apiserver_with(dir, &[])
+}
+
+/// Like [`start_apiserver`], with extra arguments (`--store etcd://…`).
+pub fn start_apiserver_with(dir: &Path, extra: &[&str]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kaji"))
         .args([
             "apiserver",
@@ -232,6 +257,7 @@ pub fn start_apiserver(dir: &Path) -> Process {
         ])
         .arg("--data-dir")
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -247,6 +273,21 @@ pub fn start_apiserver(dir: &Path) -> Process {
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     process
+}
+
+/// Starts a `kaji` component (`controller-manager`, `scheduler`, `agent`)
+/// with `args` against the API server of `kubeconfig`.
+pub fn component(kubeconfig: &Path, args: &[&str]) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_kaji"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kaji");
+    Process(Some(child))
 }
 
 pub async fn client(kubeconfig: &Path) -> kube::Client {
