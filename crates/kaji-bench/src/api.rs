@@ -170,6 +170,7 @@ pub async fn run(kaji_bin: &Path, work_dir: &Path, p: &ApiParams) -> anyhow::Res
 }
 
 /// Starts the etcd the API benchmark's `kaji up` runs on, if it runs on one.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 fn start_store(store: &str, dir: &Path) -> anyhow::Result<Option<(process::Proc, String)>> {
     match store {
         "embedded" => Ok(None),
