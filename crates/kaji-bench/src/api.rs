@@ -318,55 +318,6 @@ async fn run_against(pid: u32, kubeconfig: &Path, p: &ApiParams) -> anyhow::Resu
     watch_fanout(&http, p).await
 }
 
-/// One watcher: opens a watch from `rv` and records when each `fan-NNNNN` arrives.
-async fn watcher(
-    http: Http,
-    rv: String,
-    expect: usize,
-    ready: Arc<AtomicUsize>,
-    deadline: Instant,
-) -> anyhow::Result<Vec<(usize, Instant)>> {
-    let path = format!(
-        "/api/v1/namespaces/{FAN_NS}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=300"
-    );
-    let req = Request::get(path)
-        .header("accept", "application/json")
-        .body(kube::client::Body::from(Vec::new()))?;
-    let resp = http.0.send(req).await?;
-    ensure!(resp.status().is_success(), "watch: {}", resp.status());
-    ready.fetch_add(1, Ordering::SeqCst);
-    let mut body = resp.into_body();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut got = Vec::with_capacity(expect);
-    const PAT: &[u8] = br#""name":"fan-"#;
-    while got.len() < expect {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = match tokio::time::timeout(left, body.frame()).await {
-            Ok(Some(f)) => f?,
-            Ok(None) | Err(_) => break,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let now = Instant::now();
-        buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if let Some(pos) = line.windows(PAT.len()).position(|w| w == PAT) {
-                let digits = &line[pos + PAT.len()..];
-                let end = digits
-                    .iter()
-                    .position(|b| !b.is_ascii_digit())
-                    .unwrap_or(digits.len());
-                if let Ok(idx) = std::str::from_utf8(&digits[..end]).unwrap_or("").parse() {
-                    got.push((idx, now));
-                }
-            }
-        }
-    }
-    Ok(got)
-}
-
 async fn watch_fanout(http: &Http, p: &ApiParams) -> anyhow::Result<()> {
     let list = http
         .ok(
@@ -384,9 +335,12 @@ async fn watch_fanout(http: &Http, p: &ApiParams) -> anyhow::Result<()> {
     let setup = Instant::now();
     let mut tasks = Vec::with_capacity(p.watchers);
     for _ in 0..p.watchers {
-        tasks.push(tokio::spawn(watcher(
+        tasks.push(tokio::spawn(crate::crd::watcher(
             http.clone(),
-            rv.clone(),
+            format!(
+                "/api/v1/namespaces/{FAN_NS}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=300"
+            ),
+            "fan-".to_string(),
             p.changes,
             ready.clone(),
             deadline,

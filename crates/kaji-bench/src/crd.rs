@@ -322,7 +322,7 @@ struct WatchRun {
 
 /// One watcher: opens `path` and records when each object whose name
 /// starts with `prefix` followed by digits arrives.
-async fn watcher(
+pub(crate) async fn watcher(
     http: Http,
     path: String,
     prefix: String,
