@@ -76,11 +76,38 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the node agent `args` describe; `None` for `--runtime none`.
+/// The node `kaji up` runs in its own process.
+pub struct LocalNode {
+    agent: kaji_agent::Agent,
+    /// The runtime of a process node, whose pods go with `kaji up`.
+    runtime: Option<Arc<dyn PodRuntime>>,
+}
+
+impl LocalNode {
+    /// Stops the agent, then removes its pods' sandboxes: their processes
+    /// die with `kaji up` anyway (`--pdeathsig`), and removing the
+    /// sandboxes also gives back their network namespaces and addresses,
+    /// which would otherwise outlive the process.
+    pub async fn shut_down(mut self) {
+        self.agent.stop();
+        let Some(runtime) = self.runtime else {
+            return;
+        };
+        let sandboxes = runtime.list_pod_sandboxes().await.unwrap_or_default();
+        for sandbox in sandboxes {
+            let _ = runtime.stop_pod_sandbox(&sandbox.id).await;
+            if let Err(e) = runtime.remove_pod_sandbox(&sandbox.id).await {
+                tracing::warn!(sandbox = %sandbox.id, error = %e, "removing a pod sandbox at shutdown failed");
+            }
+        }
+    }
+}
+
 pub async fn start_local(
     client: kube::Client,
     args: &NodeArgs,
     data_dir: &Path,
-) -> anyhow::Result<Option<kaji_agent::Agent>> {
+) -> anyhow::Result<Option<LocalNode>> {
     let name = args.node_name.clone().unwrap_or_else(hostname);
     let internal_ip = args.node_ip.or_else(|| {
         let ip = args.agent_listen.ip();
@@ -93,8 +120,12 @@ pub async fn start_local(
         config.port = args.agent_listen.port();
         config.timings.lease_renew = args.node_lease_renew_interval;
         let agent = kaji_agent::start_simulated(client, config).await?;
-        return Ok(Some(agent));
+        return Ok(Some(LocalNode {
+            agent,
+            runtime: None,
+        }));
     }
+    let process = args.runtime == RuntimeKind::Process;
     let runtime: Arc<dyn PodRuntime> = match args.runtime {
         RuntimeKind::None => return Ok(None),
         RuntimeKind::Simulated => Arc::new(kaji_runtime::SimulatedRuntime::new()),
@@ -111,7 +142,11 @@ pub async fn start_local(
     config.bind_address = Some(args.agent_listen.ip());
     config.port = args.agent_listen.port();
     config.timings.lease_renew = args.node_lease_renew_interval;
-    Ok(Some(kaji_agent::start(client, config, runtime).await?))
+    let agent = kaji_agent::start(client, config, runtime.clone()).await?;
+    Ok(Some(LocalNode {
+        agent,
+        runtime: process.then_some(runtime),
+    }))
 }
 
 /// Pods get their own network only as root with the CNI plugins installed;

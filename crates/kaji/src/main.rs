@@ -359,8 +359,8 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
         let _ = components_done.await;
     };
     let serving = tokio::spawn(kaji_apiserver::serve(server, listener, server_stop));
-    // The agent must live as long as the server: dropping it stops the node.
-    let (_node, components) = match whole_cluster {
+    // The node must live as long as the server; it is shut down after it.
+    let (node, components) = match whole_cluster {
         Some(up) => start_cluster(&kubeconfig, &data_dir, up, stop_rx.clone()).await?,
         None => (None, Vec::new()),
     };
@@ -374,6 +374,9 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
     .await;
     let _ = components_done_tx.send(());
     serving.await.context("the API server task failed")??;
+    if let Some(node) = node {
+        node.shut_down().await;
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -391,7 +394,7 @@ async fn start_cluster(
     data_dir: &std::path::Path,
     up: UpArgs,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(Option<kaji_agent::Agent>, Vec<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(Option<agent::LocalNode>, Vec<tokio::task::JoinHandle<()>>)> {
     let client = client_from(kubeconfig).await?;
     // A stable identity lets a restarted `up` take its own Leases back at
     // once instead of waiting for them to expire.

@@ -21,7 +21,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn process_cluster() -> Option<Cluster> {
+/// A process-runtime cluster on its own bridge and pod range (tests in
+/// this file run side by side).
+fn process_cluster_on(cidr: &str, bridge: &str) -> Option<Cluster> {
     if !is_root() || !std::path::Path::new("/usr/lib/cni/bridge").exists() {
         eprintln!("skipping: pod networking needs root and the CNI plugins");
         return None;
@@ -30,10 +32,54 @@ fn process_cluster() -> Option<Cluster> {
         "--runtime",
         "process",
         "--cluster-cidr",
-        "10.231.0.0/16",
+        cidr,
         "--bridge",
-        "kajit-pods",
+        bridge,
     ]))
+}
+
+fn process_cluster() -> Option<Cluster> {
+    process_cluster_on("10.231.0.0/16", "kajit-pods")
+}
+
+/// The interfaces attached to `bridge` (the pods' veths).
+fn attached_to(bridge: &str) -> usize {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn a_clean_stop_takes_the_pods_networks_down_with_it() {
+    let Some(mut c) = process_cluster_on("10.238.0.0/16", "kajit-stop") else {
+        return;
+    };
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "idle",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .success();
+    c.kubectl(&["rollout", "status", "deployment/idle", "--timeout=60s"])
+        .success();
+    assert_eq!(
+        attached_to("kajit-stop"),
+        2,
+        "each pod has a veth on the bridge"
+    );
+    c.stop();
+    assert_eq!(
+        attached_to("kajit-stop"),
+        0,
+        "a stopped kaji up leaves no pod network behind"
+    );
 }
 
 const SERVER: &str = r#"
