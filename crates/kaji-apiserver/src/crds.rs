@@ -41,6 +41,9 @@ pub(crate) struct Served {
     by_key: HashMap<ResourceKey, Arc<CustomResource>>,
     by_crd: HashMap<String, Installed>,
     generation: u64,
+    /// CRDs whose objects are being deleted now: one cleanup task each,
+    /// however many events a terminating CRD gets.
+    cleaning: std::collections::HashSet<String>,
 }
 
 impl Served {
@@ -260,9 +263,25 @@ async fn sync(server: &Arc<ApiServer>, crd: &Value) {
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| f.iter().any(|x| x == CLEANUP_FINALIZER));
-    if terminating && finalizing {
+    let start_cleanup = terminating
+        && finalizing
+        && server
+            .custom
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .cleaning
+            .insert(name.clone());
+    if start_cleanup {
         let server = server.clone();
-        tokio::spawn(async move { cleanup(&server, &name).await });
+        tokio::spawn(async move {
+            cleanup(&server, &name).await;
+            server
+                .custom
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .cleaning
+                .remove(&name);
+        });
     }
 }
 
