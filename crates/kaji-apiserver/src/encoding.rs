@@ -89,17 +89,118 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, ApiError> {
     )))
 }
 
-/// The media type of a request body.
+/// The media type of a request body: JSON when none is given (as
+/// kube-apiserver assumes); a header without a media type before its
+/// parameters (`;;;`) is returned whole, which no decoder accepts (415).
 pub fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return "application/json".into();
+    };
+    let value = String::from_utf8_lossy(value.as_bytes())
         .trim()
-        .to_ascii_lowercase()
+        .to_ascii_lowercase();
+    if value.is_empty() {
+        return "application/json".into();
+    }
+    match value.split(';').next().map(str::trim) {
+        Some(media) if !media.is_empty() => media.to_string(),
+        _ => value,
+    }
+}
+
+/// The dotted paths (`metadata.name`, `spec.containers[0].image`) of the
+/// fields that occur more than once in one object of a JSON body; empty for
+/// other media types and for bodies that do not parse (their decoding
+/// reports those).
+pub fn duplicate_fields(media: &str, body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            loop {
+                let seed = Walk {
+                    path: format!("{}[{i}]", self.path),
+                    found: self.found,
+                };
+                if seq.next_element_seed(seed)?.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    self.found.borrow_mut().push(path.clone());
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    if !matches!(
+        media,
+        "" | "application/json"
+            | "*/*"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+    ) {
+        return Vec::new();
+    }
+    let found = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walk = Walk {
+        path: String::new(),
+        found: &found,
+    };
+    if walk.deserialize(&mut de).is_err() {
+        return Vec::new();
+    }
+    found.into_inner()
 }
 
 /// Decodes a JSON or YAML object body.
@@ -228,6 +329,31 @@ mod tests {
         let n = negotiate(&accept("application/vnd.kubernetes.protobuf, */*")).unwrap();
         assert_eq!(n.format, Format::Protobuf);
         assert!(negotiate(&accept("application/cbor")).is_err());
+    }
+
+    #[test]
+    fn duplicate_fields_are_found_with_their_paths() {
+        let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"c":[{"x":1,"x":2}]},"k":1}"#;
+        assert_eq!(
+            duplicate_fields("application/json", body),
+            ["metadata.name", "spec.c[0].x"]
+        );
+        assert!(duplicate_fields("application/json", br#"{"a":{"b":1},"c":{"b":1}}"#).is_empty());
+        assert!(duplicate_fields("application/json", b"{broken").is_empty());
+        assert!(duplicate_fields("application/yaml", b"a: 1").is_empty());
+    }
+
+    #[test]
+    fn malformed_content_types_are_not_json() {
+        let ct = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, v.parse().unwrap());
+            content_type(&h)
+        };
+        assert_eq!(content_type(&HeaderMap::new()), "application/json");
+        assert_eq!(ct("Application/JSON; charset=utf-8"), "application/json");
+        assert_eq!(ct(";;;"), ";;;");
+        assert_eq!(decode_body(&ct(";;;"), b"{}").unwrap_err().code, 415);
     }
 
     #[test]

@@ -144,6 +144,44 @@ fn selectors(q: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>)
     Ok((labels, fields))
 }
 
+/// Duplicate fields in a JSON body, as kube-apiserver reports them: an error
+/// under `fieldValidation=Strict`, warnings under `Warn`, nothing under
+/// `Ignore` (the decoded body keeps the last value either way).
+fn duplicate_fields(
+    media: &str,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> Result<Vec<String>, ApiError> {
+    if opts.field_validation == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let found: Vec<String> = encoding::duplicate_fields(media, body)
+        .into_iter()
+        .map(|f| format!("duplicate field {f:?}"))
+        .collect();
+    if !found.is_empty() && opts.field_validation == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            found.join(", ")
+        )));
+    }
+    Ok(found)
+}
+
+/// A name or namespace from the path must be usable as one path segment,
+/// as kube-apiserver's `IsValidPathSegmentName` requires.
+fn check_path_segment(what: &str, segment: &str) -> Result<(), ApiError> {
+    let problem = match segment {
+        "." | ".." => format!("may not be '{segment}'"),
+        _ if segment.contains('/') => "may not contain '/'".to_string(),
+        _ if segment.contains('%') => "may not contain '%'".to_string(),
+        _ => return Ok(()),
+    };
+    Err(ApiError::bad_request(format!(
+        "{what} {segment:?}: {problem}"
+    )))
+}
+
 /// `DeleteOptions` from the query and the body, which comes in whatever
 /// media type the client sends (helm sends protobuf).
 fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -309,6 +347,22 @@ async fn dispatch(
             return Err(ApiError::no_route());
         }
     }
+    if let Some(ns) = &path.namespace {
+        check_path_segment("namespace", ns)?;
+    }
+    if let Some(name) = &path.name {
+        check_path_segment("name", name)?;
+    }
+    // Across all namespaces a namespaced resource is only listed or watched.
+    if info.namespaced()
+        && path.namespace.is_none()
+        && path.name.is_none()
+        && *method != Method::GET
+    {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
     if let (&Method::GET, Some(name), Some("log"), Some(ns)) = (
         method,
         path.name.as_deref(),
@@ -324,13 +378,21 @@ async fn dispatch(
         (Method::GET, None, None) if flag(q, "watch") => watch(server, &served, ns, q, neg).await,
         (Method::GET, None, None) => {
             let (label_selector, field_selector) = selectors(q)?;
+            // Served at once, but still a parameter the request must get right.
+            if let Some(t) = q.get("timeoutSeconds") {
+                t.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?;
+            }
             let opts = ListOptions {
                 label_selector,
                 field_selector,
+                // An int64 where kube-apiserver reads "no limit" from zero or less.
                 limit: match q.get("limit") {
                     Some(l) => l
-                        .parse()
-                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+                        .parse::<i64>()
+                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?
+                        .try_into()
+                        .unwrap_or(0),
                     None => 0,
                 },
                 continue_token: q.get("continue").cloned(),
@@ -376,13 +438,17 @@ async fn dispatch(
             &[],
         )),
         (Method::POST, None, None) => {
-            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
-            let out = reg.create(ns, value, &write_options(q, headers)?).await?;
+            let ct = encoding::content_type(headers);
+            let value = encoding::decode_body(&ct, &body)?;
+            let opts = write_options(q, headers)?;
+            let mut warnings = duplicate_fields(&ct, &body, &opts)?;
+            let out = reg.create(ns, value, &opts).await?;
+            warnings.extend(out.warnings);
             Ok(respond(
                 StatusCode::CREATED,
                 neg.format,
                 &shape_one(&served, neg, &out.object, q),
-                &out.warnings,
+                &warnings,
             ))
         }
         (Method::POST, Some(name), Some("binding")) => {
@@ -405,20 +471,22 @@ async fn dispatch(
             Ok(respond(StatusCode::CREATED, neg.format, &status, &[]))
         }
         (Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
-            let value = encoding::decode_body(&encoding::content_type(headers), &body)?;
+            let ct = encoding::content_type(headers);
+            let value = encoding::decode_body(&ct, &body)?;
             let part = match sub {
                 Some("status") => Part::Status,
                 Some("finalize") => Part::Finalize,
                 _ => Part::Main,
             };
-            let out = reg
-                .update(ns, name, value, part, &write_options(q, headers)?)
-                .await?;
+            let opts = write_options(q, headers)?;
+            let mut warnings = duplicate_fields(&ct, &body, &opts)?;
+            let out = reg.update(ns, name, value, part, &opts).await?;
+            warnings.extend(out.warnings);
             Ok(respond(
                 StatusCode::OK,
                 neg.format,
                 &shape_one(&served, neg, &out.object, q),
-                &out.warnings,
+                &warnings,
             ))
         }
         (Method::PUT, Some(name), Some("scale")) => {
@@ -458,16 +526,23 @@ async fn dispatch(
                     } else {
                         Part::Main
                     };
+                    let mut warnings = match patch_type {
+                        PatchType::Merge | PatchType::StrategicMerge => {
+                            duplicate_fields(&ct, &body, &opts)?
+                        }
+                        PatchType::Json | PatchType::Apply => Vec::new(),
+                    };
                     let out = if patch_type == PatchType::Apply {
                         reg.apply(ns, name, patch, part, &opts).await?
                     } else {
                         reg.patch(ns, name, patch_type, patch, part, &opts).await?
                     };
+                    warnings.extend(out.warnings);
                     Ok(respond(
                         StatusCode::OK,
                         neg.format,
                         &shape_one(&served, neg, &out.object, q),
-                        &out.warnings,
+                        &warnings,
                     ))
                 }
                 _ => Err(ApiError::method_not_allowed(

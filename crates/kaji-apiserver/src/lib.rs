@@ -30,7 +30,18 @@ use serde_json::json;
 
 pub use compactor::{spawn_compactor, DEFAULT_COMPACTION_INTERVAL};
 pub use kaji_registry::allocate::{PortRange, ServiceCidr, ServiceRanges};
+#[doc(hidden)]
+pub use server::handle_buffered;
 pub use server::{serve, ServeError};
+
+/// The parsers the server applies to untrusted request input, exposed for
+/// fuzzing (`kaji-fuzz`) only; not a stable API.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::encoding::{content_type, decode_body, negotiate, MAX_BODY_BYTES};
+    pub use crate::handler::parse_query;
+    pub use crate::path::{parse as parse_path, ResourcePath};
+}
 
 /// `(group, version, plural)`.
 type ResourceKey = (String, String, String);

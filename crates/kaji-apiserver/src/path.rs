@@ -40,10 +40,38 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Checks that every `%` in a request path starts a valid escape (two hex
+/// digits), as Go's URL parser does for kube-apiserver.
+///
+/// # Errors
+/// 400 for an invalid escape.
+pub fn check_escapes(path: &str) -> Result<(), kaji_core::ApiError> {
+    let bytes = path.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            let escape: String =
+                String::from_utf8_lossy(&bytes[i..(i + 3).min(bytes.len())]).into();
+            return Err(kaji_core::ApiError::bad_request(format!(
+                "invalid URL escape {escape:?} in the request path"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a path under `/api/v1` or `/apis/<group>/<version>`; `None` if it
-/// is not a resource path.
+/// is not a resource path. One trailing slash is tolerated; empty segments
+/// elsewhere (`namespaces//pods`, `//api`) address nothing.
 pub fn parse(path: &str) -> Option<ResourcePath> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    let segs: Vec<&str> = inner.split('/').collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        return None;
+    }
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -133,6 +161,23 @@ mod tests {
             (p.namespace.as_deref(), p.resource.as_str(), p.name),
             (Some("dev"), "pods", None)
         );
+    }
+
+    #[test]
+    fn empty_segments_address_nothing_and_bad_escapes_are_400() {
+        assert!(parse("/api/v1/namespaces//configmaps").is_none());
+        assert!(parse("//api/v1/namespaces").is_none());
+        assert!(parse("/api/v1/namespaces/default/configmaps//status").is_none());
+        assert!(parse("/api/v1/namespaces/default/configmaps/").is_some());
+        for bad in [
+            "/api/v1/nodes/%zz",
+            "/api/v1/nodes/a%4",
+            "/api/v1/nodes/a%",
+            "/api/%g0/x",
+        ] {
+            assert_eq!(check_escapes(bad).unwrap_err().code, 400, "{bad}");
+        }
+        assert!(check_escapes("/api/v1/nodes/n%3A1%2f").is_ok());
     }
 
     #[test]

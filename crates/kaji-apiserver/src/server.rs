@@ -154,6 +154,9 @@ async fn handle(
             return error_response(&ApiError::unauthorized());
         }
     }
+    if let Err(e) = path::check_escapes(&uri_path) {
+        return error_response(&e);
+    }
     if let Some(rp) = path::parse(&uri_path).filter(crate::nodeproxy::is_streaming) {
         let req = Request::from_parts(parts, body);
         return match crate::nodeproxy::stream(&server, &rp, req).await {
@@ -161,32 +164,95 @@ async fn handle(
             Err(e) => error_response(&e),
         };
     }
+    // A declared length over the limit is refused without waiting for all of
+    // it: a body that can never be accepted is drained for a bounded time
+    // only (so that an HTTP/1 client still reads the 413), and not at all
+    // past the drain limit.
+    if let Some(n) =
+        declared_length(&parts.headers).filter(|n| *n > encoding::MAX_BODY_BYTES as u64)
+    {
+        if n <= DRAIN_LIMIT as u64 {
+            let _ = tokio::time::timeout(Duration::from_secs(5), read_body(body)).await;
+        }
+        return error_response(&encoding::too_large());
+    }
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
+    route(&server, &parts, &uri_path, body, started).await
+}
+
+/// Serves one authenticated request whose body has been read in full, to
+/// the resource handler or a non-resource endpoint.
+async fn route(
+    server: &Arc<ApiServer>,
+    parts: &http::request::Parts,
+    uri_path: &str,
+    body: Bytes,
+    started: Instant,
+) -> Response<Body> {
+    if let Err(e) = path::check_escapes(uri_path) {
+        return error_response(&e);
+    }
     let query = parse_query(parts.uri.query());
-    if let Some(rp) = path::parse(&uri_path) {
+    if let Some(rp) = path::parse(uri_path) {
         let method = parts.method.clone();
-        let (resp, verb) = handler::serve(&server, &method, rp, query, &parts.headers, body).await;
+        let (resp, verb) = handler::serve(server, &method, rp, query, &parts.headers, body).await;
         tracing::debug!(%method, path = %uri_path, code = resp.status().as_u16(), verb, elapsed_ms = started.elapsed().as_millis() as u64, "request");
         return resp;
     }
-    let resp = non_resource(&server, &parts, &uri_path, body).await;
+    let resp = non_resource(server, parts, uri_path, body).await;
     server.metrics.observe(
         parts.method.as_str(),
-        &uri_path_label(&uri_path),
+        &uri_path_label(uri_path),
         resp.status().as_u16(),
         started.elapsed(),
     );
     resp
 }
 
+/// Serves one request whose body is already in memory, as [`serve`] would
+/// after authentication, without a connection: for in-process fuzzing and
+/// tests. Node-proxy streaming requests (exec, attach, port-forward, logs
+/// with follow) need a connection and are answered 400 here.
+#[doc(hidden)]
+pub async fn handle_buffered(server: &Arc<ApiServer>, req: Request<Bytes>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let uri_path = parts.uri.path().to_string();
+    if path::parse(&uri_path)
+        .filter(crate::nodeproxy::is_streaming)
+        .is_some()
+    {
+        return error_response(&ApiError::bad_request(
+            "streaming requests need a connection",
+        ));
+    }
+    if body.len() > encoding::MAX_BODY_BYTES {
+        return error_response(&encoding::too_large());
+    }
+    route(server, &parts, &uri_path, body, started).await
+}
+
+/// How much of an oversized body is read (and dropped) before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The `Content-Length` the client declared, if any and well-formed.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Reads the body up to [`encoding::MAX_BODY_BYTES`]. An oversized body is
 /// still drained (up to a bound) so that an HTTP/1 client reads our 413
 /// instead of a reset connection.
 async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
-    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {

@@ -80,13 +80,20 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
 }
 
 /// The `kaji` binary to run: `--kaji`, else `$KAJI_BIN`, else `kaji` next to this executable.
+///
+/// In the last case, when run by `cargo run` (which sets `$CARGO`), it
+/// first builds that binary with the same profile (`cargo build -p kaji`,
+/// once per process), so a benchmark never measures a stale `kaji`.
 pub fn kaji_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let bin = match arg.or_else(|| std::env::var_os("KAJI_BIN").map(PathBuf::from)) {
         Some(b) => b,
-        None => std::env::current_exe()?
-            .parent()
-            .context("this executable has no directory")?
-            .join("kaji"),
+        None => {
+            build_kaji_under_cargo()?;
+            std::env::current_exe()?
+                .parent()
+                .context("this executable has no directory")?
+                .join("kaji")
+        }
     };
     if !bin.is_file() {
         bail!(
@@ -95,6 +102,35 @@ pub fn kaji_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// `cargo build [--release] -p kaji` in this workspace, once per process,
+/// when this process was started by cargo; nothing otherwise.
+fn build_kaji_under_cargo() -> anyhow::Result<()> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    BUILT
+        .get_or_init(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "kaji", "--manifest-path"])
+                .arg(&manifest)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            if !cfg!(debug_assertions) {
+                cmd.arg("--release");
+            }
+            eprintln!("building kaji: {cmd:?}");
+            match cmd.status() {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(format!("`cargo build -p kaji` failed: {s}")),
+                Err(e) => Err(format!("running cargo: {e}")),
+            }
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Starts `kaji up` on `data_dir` and a free loopback port; returns once it printed
@@ -143,6 +179,93 @@ pub fn start_kaji_on(bin: &Path, data_dir: &Path, store: &str) -> anyhow::Result
         }
     }
     Ok((proc, data_dir.join("kubeconfig")))
+}
+
+/// Starts `kaji <subcommand> --data-dir DATA_DIR --listen 127.0.0.1:PORT
+/// <extra…>` (`up` or `apiserver`, which print the same ready line) on a
+/// free loopback port; returns once it printed its ready line, with the
+/// path of the kubeconfig it wrote. Its log goes to `DATA_DIR/kaji.log`.
+pub fn start_kaji_args(
+    bin: &Path,
+    data_dir: &Path,
+    subcommand: &str,
+    extra: &[&str],
+) -> anyhow::Result<(Proc, PathBuf)> {
+    let port = free_port()?;
+    let log = std::fs::File::create(data_dir.join("kaji.log"))?;
+    let child = Command::new(bin)
+        .args([subcommand, "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut proc = Proc {
+        name: "kaji",
+        child,
+    };
+    let stdout = proc.child.stdout.take().context("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("kaji is ready at") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) => eprintln!("{line} (pid {})", proc.pid()),
+        Err(_) => {
+            let _ = proc.stop_inner();
+            bail!(
+                "kaji {subcommand} did not print its ready line within {START_TIMEOUT:?}; see {}/kaji.log",
+                data_dir.display()
+            );
+        }
+    }
+    Ok((proc, data_dir.join("kubeconfig")))
+}
+
+/// Starts `bin args…` with stdout discarded and stderr in `log`, e.g. a
+/// `kaji scheduler` against a running API server; readiness is the
+/// caller's to check.
+pub fn spawn_logged(
+    name: &'static str,
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+) -> anyhow::Result<Proc> {
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Proc { name, child })
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, i.e. 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?)
+    };
+    let total = ticks(11)? + ticks(12)?;
+    // The kernel's USER_HZ is 100 on every Linux architecture Rust targets.
+    Ok(Duration::from_millis(total * 10))
 }
 
 /// Starts a single-member etcd on loopback ports in `data_dir`; returns it and its client URL.

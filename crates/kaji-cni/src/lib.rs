@@ -217,6 +217,28 @@ impl CniNetwork {
         })
     }
 
+    /// Kills and deletes the namespaces on this network's bridge that are
+    /// not in `keep` (the sandboxes the runtime knows), and returns their
+    /// names. Run before any pod is attached: after a crash whose state was
+    /// lost, they hold addresses the new leases would hand out again.
+    pub fn collect_strays(&self, keep: &[String]) -> Vec<String> {
+        let attached = match netns::attached_to(&self.config.bridge) {
+            Ok(names) => names,
+            // No bridge yet: nothing can be attached to it.
+            Err(_) => return Vec::new(),
+        };
+        let mut removed = Vec::new();
+        for name in attached.into_iter().filter(|n| !keep.contains(n)) {
+            match netns::kill_and_delete(&name) {
+                Ok(()) => removed.push(name),
+                Err(e) => {
+                    tracing::warn!(netns = %name, error = %e, "cannot remove a stray pod namespace")
+                }
+            }
+        }
+        removed
+    }
+
     /// The configuration it was made with.
     pub fn config(&self) -> &CniConfig {
         &self.config

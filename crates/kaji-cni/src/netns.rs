@@ -77,6 +77,57 @@ pub fn delete(name: &str) -> Result<(), NetnsError> {
     }
 }
 
+/// The named namespaces holding the far end of a veth enslaved to `bridge`:
+/// the pods attached to it, whoever attached them.
+///
+/// # Errors
+/// `ip` failed (no such bridge, not root) or printed something unreadable.
+pub fn attached_to(bridge: &str) -> Result<Vec<String>, IpError> {
+    let links = iproute::run(&["-j", "link", "show", "master", bridge])?;
+    let namespaces = iproute::run(&["-j", "netns", "list"])?;
+    Ok(names_of_peers(&links, &namespaces))
+}
+
+/// Matches the `link_netnsid` of each bridge port against the ids of
+/// `ip -j netns list`; a port without a peer namespace is skipped.
+fn names_of_peers(links_json: &str, netns_json: &str) -> Vec<String> {
+    let parse = |s: &str| serde_json::from_str::<Vec<serde_json::Value>>(s).unwrap_or_default();
+    let ids: Vec<i64> = parse(links_json)
+        .iter()
+        .filter_map(|l| l.get("link_netnsid")?.as_i64())
+        .collect();
+    parse(netns_json)
+        .iter()
+        .filter(|n| {
+            n.get("id")
+                .and_then(|v| v.as_i64())
+                .is_some_and(|id| ids.contains(&id))
+        })
+        .filter_map(|n| Some(n.get("name")?.as_str()?.to_string()))
+        .collect()
+}
+
+/// SIGKILLs every process inside the named namespace, then deletes it.
+///
+/// For namespaces nobody knows any more (their runtime was SIGKILLed and
+/// its records lost): nothing would ever stop those processes, and the
+/// addresses they hold would be handed out again.
+///
+/// # Errors
+/// As for [`delete`].
+pub fn kill_and_delete(name: &str) -> Result<(), NetnsError> {
+    validate(name)?;
+    if let Ok(pids) = iproute::run(&["netns", "pids", name]) {
+        for pid in pids.split_whitespace().filter(|p| p.parse::<u32>().is_ok()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    delete(name)
+}
+
 fn validate(name: &str) -> Result<(), NetnsError> {
     let plain = name
         .chars()
@@ -105,6 +156,14 @@ mod tests {
     #[test]
     fn deleting_a_namespace_that_does_not_exist_succeeds() {
         delete("kaji-cni-test-never-created").unwrap();
+    }
+
+    #[test]
+    fn peers_are_matched_by_netns_id() {
+        let links = r#"[{"ifname":"veth1","link_netnsid":0},{"ifname":"veth2","link_netnsid":2},{"ifname":"dummy"}]"#;
+        let namespaces = r#"[{"name":"kaji-b","id":2},{"name":"other","id":1},{"name":"kaji-a","id":0},{"name":"noid"}]"#;
+        assert_eq!(names_of_peers(links, namespaces), ["kaji-b", "kaji-a"]);
+        assert!(names_of_peers("", namespaces).is_empty());
     }
 
     #[test]

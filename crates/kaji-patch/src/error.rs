@@ -57,6 +57,27 @@ pub enum PatchError {
         source: json_patch::PatchError,
     },
 
+    /// The JSON patch's `copy` operations would duplicate more than
+    /// [`crate::MAX_JSON_PATCH_COPY_BYTES`] in total. Kubernetes answers 422.
+    #[error("the JSON patch operation {operation} would copy more than {max} bytes in total")]
+    CopyTooLarge {
+        /// Index of the `copy` operation that passed the limit.
+        operation: usize,
+        /// The limit ([`crate::MAX_JSON_PATCH_COPY_BYTES`]).
+        max: usize,
+    },
+
+    /// A JSON patch operation would nest lists and objects deeper than
+    /// [`crate::MAX_JSON_PATCH_DEPTH`], which no request body may. Kubernetes
+    /// answers 422.
+    #[error("the JSON patch operation {operation} would nest the object deeper than {max} levels")]
+    TooDeep {
+        /// Index of the operation.
+        operation: usize,
+        /// The limit ([`crate::MAX_JSON_PATCH_DEPTH`]).
+        max: usize,
+    },
+
     /// There is no strategic merge schema for this kind (custom resources,
     /// aggregated APIs, unknown versions). Kubernetes answers 415
     /// (unsupported media type).

@@ -44,7 +44,10 @@ mod strategic;
 
 pub use diff::create_strategic_merge_patch;
 pub use error::PatchError;
-pub use json::{apply_json_patch, apply_merge_patch, MAX_JSON_PATCH_OPERATIONS};
+pub use json::{
+    apply_json_patch, apply_merge_patch, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_DEPTH,
+    MAX_JSON_PATCH_OPERATIONS,
+};
 pub use schema::supports_strategic_merge;
 pub use strategic::apply_strategic_merge_patch;
 

@@ -161,6 +161,16 @@ impl ProcessRuntime {
         &self.inner.root
     }
 
+    /// The network namespaces of the sandboxes this runtime knows, by name.
+    pub fn network_namespaces(&self) -> Vec<String> {
+        let state = self.inner.lock();
+        state
+            .sandboxes
+            .values()
+            .filter_map(|s| s.netns.clone())
+            .collect()
+    }
+
     /// SIGKILLs every container process this runtime knows of and deletes
     /// their cgroups and the sandboxes' network namespaces, synchronously,
     /// without waiting for exit statuses or detaching pod networks; records

@@ -131,10 +131,21 @@ pub async fn start_local(
         RuntimeKind::Simulated => Arc::new(kaji_runtime::SimulatedRuntime::new()),
         RuntimeKind::Process => {
             let network = pod_network(data_dir, &args.bridge)?;
-            Arc::new(
-                kaji_runtime_process::ProcessRuntime::new(data_dir.join("runtime"), network)
-                    .context("starting the process runtime")?,
+            let runtime = kaji_runtime_process::ProcessRuntime::new(
+                data_dir.join("runtime"),
+                network.clone().map(|n| n as Arc<dyn PodNetwork>),
             )
+            .context("starting the process runtime")?;
+            if let Some(network) = network {
+                let removed = network.collect_strays(&runtime.network_namespaces());
+                if !removed.is_empty() {
+                    tracing::warn!(
+                        ?removed,
+                        "removed pod namespaces a previous run left on the bridge"
+                    );
+                }
+            }
+            Arc::new(runtime)
         }
     };
     let mut config = kaji_agent::AgentConfig::new(name, data_dir);
@@ -151,7 +162,7 @@ pub async fn start_local(
 
 /// Pods get their own network only as root with the CNI plugins installed;
 /// otherwise they share the host's, and the node says so.
-fn pod_network(data_dir: &Path, bridge: &str) -> anyhow::Result<Option<Arc<dyn PodNetwork>>> {
+fn pod_network(data_dir: &Path, bridge: &str) -> anyhow::Result<Option<Arc<kaji_cni::CniNetwork>>> {
     let mut config = kaji_cni::CniConfig::new(data_dir.join("cni"));
     if !is_root() || !config.bin_dir.join("bridge").exists() {
         tracing::warn!(

@@ -82,6 +82,75 @@ fn a_clean_stop_takes_the_pods_networks_down_with_it() {
     );
 }
 
+#[test]
+fn a_restart_after_sigkill_collects_the_pods_the_dead_run_left_on_its_bridge() {
+    let (cidr, bridge) = ("10.239.0.0/16", "kajit-stray");
+    let Some(mut dead) = process_cluster_on(cidr, bridge) else {
+        return;
+    };
+    dead.kubectl(&[
+        "create",
+        "deployment",
+        "idle",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .success();
+    dead.kubectl(&["rollout", "status", "deployment/idle", "--timeout=60s"])
+        .success();
+    dead.kill9();
+    // Its data dir goes with it, so nothing on disk remembers these pods.
+    drop(dead);
+    let left = kaji_cni::netns::attached_to(bridge).expect("ip lists the bridge");
+    assert_eq!(
+        left.len(),
+        2,
+        "SIGKILL leaves the pods' namespaces: {left:?}"
+    );
+    // Whatever still runs in them must go too (pods normally die with
+    // kaji up, so this is usually empty).
+    let orphans: Vec<u32> = left
+        .iter()
+        .flat_map(|ns| {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .expect("ip runs");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+
+    let Some(_next) = process_cluster_on(cidr, bridge) else {
+        return;
+    };
+    // The node agent starts after the API server answers; give it time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut still = kaji_cni::netns::attached_to(bridge).expect("ip lists the bridge");
+    while !still.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        still = kaji_cni::netns::attached_to(bridge).expect("ip lists the bridge");
+    }
+    assert!(still.is_empty(), "stray namespaces remain: {still:?}");
+    for ns in &left {
+        assert!(!kaji_cni::netns::path(ns).exists(), "{ns} still mounted");
+    }
+    for pid in orphans {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie_or_gone = state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+        assert!(zombie_or_gone, "orphan {pid} still runs: {state}");
+    }
+}
+
 const SERVER: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
