@@ -142,43 +142,7 @@ pub fn start_kaji(bin: &Path, data_dir: &Path) -> anyhow::Result<(Proc, PathBuf)
 /// Like [`start_kaji`], on the store `store` names (`embedded` or an
 /// `etcd://` URL).
 pub fn start_kaji_on(bin: &Path, data_dir: &Path, store: &str) -> anyhow::Result<(Proc, PathBuf)> {
-    let port = free_port()?;
-    let log = std::fs::File::create(data_dir.join("kaji.log"))?;
-    let child = Command::new(bin)
-        .args(["up", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--store", store])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut proc = Proc {
-        name: "kaji",
-        child,
-    };
-    let stdout = proc.child.stdout.take().context("no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    // Drain stdout for the process's whole life so it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("kaji is ready at") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) => eprintln!("{line} (pid {})", proc.pid()),
-        Err(_) => {
-            let _ = proc.stop_inner();
-            bail!(
-                "kaji did not print its ready line within {START_TIMEOUT:?}; see {}/kaji.log",
-                data_dir.display()
-            );
-        }
-    }
-    Ok((proc, data_dir.join("kubeconfig")))
+    start_kaji_args(bin, data_dir, "up", &["--store", store])
 }
 
 /// Starts `kaji <subcommand> --data-dir DATA_DIR --listen 127.0.0.1:PORT

@@ -51,11 +51,8 @@ fn attached_to(bridge: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[test]
-fn a_clean_stop_takes_the_pods_networks_down_with_it() {
-    let Some(mut c) = process_cluster_on("10.238.0.0/16", "kajit-stop") else {
-        return;
-    };
+/// A Deployment of two sleeping pods, rolled out.
+fn run_two_idle_pods(c: &Cluster) {
     c.kubectl(&[
         "create",
         "deployment",
@@ -69,6 +66,14 @@ fn a_clean_stop_takes_the_pods_networks_down_with_it() {
     .success();
     c.kubectl(&["rollout", "status", "deployment/idle", "--timeout=60s"])
         .success();
+}
+
+#[test]
+fn a_clean_stop_takes_the_pods_networks_down_with_it() {
+    let Some(mut c) = process_cluster_on("10.238.0.0/16", "kajit-stop") else {
+        return;
+    };
+    run_two_idle_pods(&c);
     assert_eq!(
         attached_to("kajit-stop"),
         2,
@@ -88,19 +93,7 @@ fn a_restart_after_sigkill_collects_the_pods_the_dead_run_left_on_its_bridge() {
     let Some(mut dead) = process_cluster_on(cidr, bridge) else {
         return;
     };
-    dead.kubectl(&[
-        "create",
-        "deployment",
-        "idle",
-        "--image=busybox",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    ])
-    .success();
-    dead.kubectl(&["rollout", "status", "deployment/idle", "--timeout=60s"])
-        .success();
+    run_two_idle_pods(&dead);
     dead.kill9();
     // Its data dir goes with it, so nothing on disk remembers these pods.
     drop(dead);
