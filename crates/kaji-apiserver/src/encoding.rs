@@ -116,8 +116,27 @@ pub fn duplicate_fields(media: &str, body: &[u8]) -> Vec<String> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     use std::cell::RefCell;
 
+    /// Where the walk is: a chain of keys and indexes on the stack, turned
+    /// into a dotted path only for a duplicate, so a clean body (nearly
+    /// every one) costs no path strings.
+    enum Step<'a> {
+        Root,
+        Key(&'a Step<'a>, &'a str),
+        Index(&'a Step<'a>, usize),
+    }
+    impl Step<'_> {
+        fn path(&self) -> String {
+            match self {
+                Step::Root => String::new(),
+                Step::Key(Step::Root, key) => (*key).to_string(),
+                Step::Key(parent, key) => format!("{}.{key}", parent.path()),
+                Step::Index(parent, i) => format!("{}[{i}]", parent.path()),
+            }
+        }
+    }
+
     struct Walk<'a> {
-        path: String,
+        at: &'a Step<'a>,
         found: &'a RefCell<Vec<String>>,
     }
     impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -150,33 +169,30 @@ pub fn duplicate_fields(media: &str, body: &[u8]) -> Vec<String> {
             Ok(())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut i = 0usize;
-            loop {
+            for i in 0.. {
+                let at = Step::Index(self.at, i);
                 let seed = Walk {
-                    path: format!("{}[{i}]", self.path),
+                    at: &at,
                     found: self.found,
                 };
                 if seq.next_element_seed(seed)?.is_none() {
-                    return Ok(());
+                    break;
                 }
-                i += 1;
             }
+            Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = std::collections::HashSet::new();
             while let Some(key) = map.next_key::<String>()? {
-                let path = if self.path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{}.{key}", self.path)
-                };
-                if !seen.insert(key) {
-                    self.found.borrow_mut().push(path.clone());
+                let at = Step::Key(self.at, &key);
+                if seen.contains(&key) {
+                    self.found.borrow_mut().push(at.path());
                 }
                 map.next_value_seed(Walk {
-                    path,
+                    at: &at,
                     found: self.found,
                 })?;
+                seen.insert(key);
             }
             Ok(())
         }
@@ -194,7 +210,7 @@ pub fn duplicate_fields(media: &str, body: &[u8]) -> Vec<String> {
     let found = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(body);
     let walk = Walk {
-        path: String::new(),
+        at: &Step::Root,
         found: &found,
     };
     if walk.deserialize(&mut de).is_err() {

@@ -192,9 +192,6 @@ async fn route(
     body: Bytes,
     started: Instant,
 ) -> Response<Body> {
-    if let Err(e) = path::check_escapes(uri_path) {
-        return error_response(&e);
-    }
     let query = parse_query(parts.uri.query());
     if let Some(rp) = path::parse(uri_path) {
         let method = parts.method.clone();
@@ -221,6 +218,9 @@ pub async fn handle_buffered(server: &Arc<ApiServer>, req: Request<Bytes>) -> Re
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let uri_path = parts.uri.path().to_string();
+    if let Err(e) = path::check_escapes(&uri_path) {
+        return error_response(&e);
+    }
     if path::parse(&uri_path)
         .filter(crate::nodeproxy::is_streaming)
         .is_some()
