@@ -104,8 +104,11 @@ pub fn kaji_binary(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// `cargo build [--release] -p kaji` in this workspace, once per process,
-/// when this process was started by cargo; nothing otherwise.
+/// `cargo build [--release] -p kaji -p kaji-bench` in this workspace, once
+/// per process, when this process was started by cargo; nothing otherwise.
+/// Both packages, as in the commands the report prints: cargo unifies
+/// features per invocation, so building `kaji` alone would compile the
+/// crates they share a second time with other features.
 fn build_kaji_under_cargo() -> anyhow::Result<()> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let Some(cargo) = std::env::var_os("CARGO") else {
@@ -115,7 +118,7 @@ fn build_kaji_under_cargo() -> anyhow::Result<()> {
         .get_or_init(|| {
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "kaji", "--manifest-path"])
+            cmd.args(["build", "-p", "kaji", "-p", "kaji-bench", "--manifest-path"])
                 .arg(&manifest)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null());
@@ -125,7 +128,7 @@ fn build_kaji_under_cargo() -> anyhow::Result<()> {
             eprintln!("building kaji: {cmd:?}");
             match cmd.status() {
                 Ok(s) if s.success() => Ok(()),
-                Ok(s) => Err(format!("`cargo build -p kaji` failed: {s}")),
+                Ok(s) => Err(format!("`cargo build -p kaji -p kaji-bench` failed: {s}")),
                 Err(e) => Err(format!("running cargo: {e}")),
             }
         })

@@ -12,6 +12,14 @@
 //! one are folded into the existing Event by patching its `count` and
 //! `lastTimestamp`, as client-go's event correlator does.
 //!
+//! As client-go's correlator, two limits keep a busy controller from
+//! flooding the API: once [`AGGREGATE_AFTER`] events of one reason with
+//! different messages were seen about one object within the window, the
+//! rest are folded into one `(combined from similar events): …` Event; and
+//! each component may send at most [`SPAM_BURST`] events and count updates
+//! about one object, then one per [`SPAM_REFILL`]; the others are dropped.
+//! A ReplicaSet scaled to 10,000 thus gets a few dozen Events, not 10,000.
+//!
 //! Recording never fails or blocks the caller for long: errors are logged and
 //! each call is bounded by [`RECORD_TIMEOUT`]. This module owns only the Events
 //! it writes.
@@ -38,6 +46,20 @@ pub const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many distinct events the aggregation cache remembers (client-go's
 /// `maxLruCacheEntries`).
 const CACHE_CAPACITY: usize = 4096;
+
+/// Different messages of one reason about one object before further ones
+/// are combined (client-go's `defaultAggregateMaxEvents`).
+pub const AGGREGATE_AFTER: usize = 10;
+
+/// The prefix of a combined Event's message (client-go's `EventAggregatorByReasonMessageFunc`).
+pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
+
+/// Events and count updates a component may send about one object at once
+/// (client-go's `defaultSpamBurst`)...
+pub const SPAM_BURST: u32 = 25;
+
+/// ...after which it may send one more per this long (`defaultSpamQPS`, 1/300).
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
 
 /// An Event's `type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,7 +101,111 @@ struct EventKey {
     field_path: Option<String>,
     type_: EventType,
     reason: String,
-    message: String,
+    /// `None` for the combined Event of a reason.
+    message: Option<String>,
+}
+
+/// Who sent an event about which object: what the spam filter counts by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ObjectKey {
+    api_version: Option<String>,
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+}
+
+/// The messages seen recently for one reason about one object.
+#[derive(Debug)]
+struct Similar {
+    messages: std::collections::HashSet<String>,
+    last: Instant,
+}
+
+/// A token bucket holding up to [`SPAM_BURST`] tokens, refilled one per [`SPAM_REFILL`].
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn full() -> Self {
+        Budget {
+            tokens: f64::from(SPAM_BURST),
+            at: Instant::now(),
+        }
+    }
+
+    fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let refilled = now.duration_since(self.at).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        self.tokens = (self.tokens + refilled).min(f64::from(SPAM_BURST));
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// The correlator's memory: messages per reason and object, and the spam
+/// budget per object. Both are bounded by [`CACHE_CAPACITY`].
+#[derive(Debug, Default)]
+struct Correlator {
+    similar: HashMap<EventKey, Similar>,
+    budgets: HashMap<ObjectKey, Budget>,
+}
+
+impl Correlator {
+    /// Notes `message` under `key` (whose message is `None`) and returns
+    /// whether the event is to be combined with the others of its reason.
+    fn combine(&mut self, key: &EventKey, message: &str) -> bool {
+        if self.similar.len() >= CACHE_CAPACITY && !self.similar.contains_key(key) {
+            self.similar
+                .retain(|_, s| s.last.elapsed() < AGGREGATION_WINDOW);
+            if self.similar.len() >= CACHE_CAPACITY {
+                self.similar.clear();
+            }
+        }
+        let similar = self.similar.entry(key.clone()).or_insert_with(|| Similar {
+            messages: std::collections::HashSet::new(),
+            last: Instant::now(),
+        });
+        if similar.last.elapsed() > AGGREGATION_WINDOW {
+            similar.messages.clear();
+        }
+        similar.last = Instant::now();
+        if similar.messages.contains(message) {
+            return similar.messages.len() >= AGGREGATE_AFTER;
+        }
+        similar.messages.insert(message.to_string());
+        if similar.messages.len() < AGGREGATE_AFTER {
+            return false;
+        }
+        // Keep the set at its threshold, as client-go does.
+        if let Some(any) = similar.messages.iter().next().cloned() {
+            similar.messages.remove(&any);
+        }
+        true
+    }
+
+    /// Takes one unit of `object`'s budget; `false` means drop the event.
+    fn allow(&mut self, object: &ObjectKey) -> bool {
+        if self.budgets.len() >= CACHE_CAPACITY && !self.budgets.contains_key(object) {
+            // A bucket refilled to the brim is as good as a forgotten one.
+            let full = SPAM_REFILL * SPAM_BURST;
+            self.budgets.retain(|_, b| b.at.elapsed() < full);
+            if self.budgets.len() >= CACHE_CAPACITY {
+                self.budgets.clear();
+            }
+        }
+        self.budgets
+            .entry(object.clone())
+            .or_insert_with(Budget::full)
+            .try_take()
+    }
 }
 
 /// The Event last written for a key.
@@ -102,6 +228,7 @@ pub struct EventRecorder {
     component: String,
     host: Option<String>,
     cache: Arc<Mutex<HashMap<EventKey, Slot>>>,
+    correlator: Arc<Mutex<Correlator>>,
 }
 
 impl EventRecorder {
@@ -113,6 +240,7 @@ impl EventRecorder {
             component: component.into(),
             host: None,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            correlator: Arc::default(),
         }
     }
 
@@ -158,7 +286,7 @@ impl EventRecorder {
             tracing::warn!(%reason, "cannot record an event about an object without a name");
             return;
         };
-        let key = EventKey {
+        let mut key = EventKey {
             api_version: regarding.api_version.clone(),
             kind: regarding.kind.clone(),
             namespace: regarding.namespace.clone(),
@@ -167,8 +295,32 @@ impl EventRecorder {
             field_path: regarding.field_path.clone(),
             type_,
             reason: reason.to_string(),
-            message: message.to_string(),
+            message: None,
         };
+        let about = ObjectKey {
+            api_version: regarding.api_version.clone(),
+            kind: regarding.kind.clone(),
+            namespace: regarding.namespace.clone(),
+            name: regarding.name.clone(),
+            uid: regarding.uid.clone(),
+        };
+        let (combined, allowed) = {
+            // A poisoned correlator only loses what it remembered; keep going.
+            let mut correlator = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            let combined = correlator.combine(&key, message);
+            (combined, correlator.allow(&about))
+        };
+        if !allowed {
+            tracing::debug!(component = %self.component, %object, %reason, "too many events about one object: dropping this one");
+            return;
+        }
+        let message = if combined {
+            format!("{COMBINED_PREFIX}{message}")
+        } else {
+            key.message = Some(message.to_string());
+            message.to_string()
+        };
+        let message = message.as_str();
         let slot = self.slot(key);
         let mut seen = slot.lock().await;
         let now = Timestamp::now();
@@ -178,7 +330,8 @@ impl EventRecorder {
         {
             let count = s.count.saturating_add(1);
             let events: Api<Event> = Api::namespaced(self.client.clone(), &s.namespace);
-            let patch = json!({"count": count, "lastTimestamp": Time(now)});
+            // The message too: a combined Event shows the latest one.
+            let patch = json!({"count": count, "lastTimestamp": Time(now), "message": message});
             match events
                 .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -289,6 +442,62 @@ mod tests {
         for _ in 0..1000 {
             assert!(seen.insert(unique_suffix()));
         }
+    }
+
+    fn key(reason: &str) -> EventKey {
+        EventKey {
+            api_version: Some("apps/v1".into()),
+            kind: Some("ReplicaSet".into()),
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            uid: Some("u1".into()),
+            field_path: None,
+            type_: EventType::Normal,
+            reason: reason.into(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn events_of_one_reason_are_combined_from_the_tenth_different_message() {
+        let mut correlator = Correlator::default();
+        let created = key("SuccessfulCreate");
+        for i in 1..AGGREGATE_AFTER {
+            assert!(!correlator.combine(&created, &format!("Created pod: web-{i}")));
+        }
+        // A message seen already is not a new one.
+        assert!(!correlator.combine(&created, "Created pod: web-1"));
+        for i in AGGREGATE_AFTER..AGGREGATE_AFTER + 5 {
+            assert!(correlator.combine(&created, &format!("Created pod: web-{i}")));
+        }
+        // Another reason about the same object counts on its own.
+        assert!(!correlator.combine(&key("SuccessfulDelete"), "Deleted pod: web-1"));
+    }
+
+    #[test]
+    fn events_budget_allows_a_burst_per_object_then_drops() {
+        let mut correlator = Correlator::default();
+        let object = |name: &str| ObjectKey {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some("default".into()),
+            name: Some(name.into()),
+            uid: None,
+        };
+        for _ in 0..SPAM_BURST {
+            assert!(correlator.allow(&object("a")));
+        }
+        assert!(!correlator.allow(&object("a")));
+        assert!(correlator.allow(&object("b")));
+    }
+
+    #[test]
+    fn events_budget_refills_one_per_period() {
+        let mut budget = Budget::full();
+        while budget.try_take() {}
+        budget.at -= SPAM_REFILL;
+        assert!(budget.try_take());
+        assert!(!budget.try_take());
     }
 
     #[test]

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
-use kaji_controllers::events::{object_reference, EventRecorder, EventType, RECORD_TIMEOUT};
+use kaji_controllers::events::{
+    object_reference, EventRecorder, EventType, AGGREGATE_AFTER, COMBINED_PREFIX, RECORD_TIMEOUT,
+    SPAM_BURST,
+};
 use kaji_testenv::TestEnv;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
@@ -125,6 +128,55 @@ async fn events_that_differ_are_recorded_separately() {
     let events = events_about(&client, "default", "differ").await;
     assert_eq!(events.len(), 4, "{events:?}");
     assert!(events.iter().all(|e| e.count == Some(1)));
+}
+
+#[tokio::test]
+async fn events_flooding_one_object_are_combined_then_dropped() {
+    let env = TestEnv::start().await;
+    let client = env.client();
+    let flooded = object_reference(&create_configmap(&client, "flooded").await, &());
+    let other = object_reference(&create_configmap(&client, "other").await, &());
+    let recorder = EventRecorder::new(client.clone(), "replicaset-controller");
+    let sent = 2 * SPAM_BURST as usize;
+    for i in 1..=sent {
+        let message = format!("Created pod: web-{i}");
+        recorder
+            .record(&flooded, EventType::Normal, "SuccessfulCreate", &message)
+            .await;
+    }
+    recorder
+        .record(
+            &other,
+            EventType::Normal,
+            "SuccessfulCreate",
+            "Created pod: x",
+        )
+        .await;
+
+    let events = events_about(&client, "default", "flooded").await;
+    let (combined, single): (Vec<_>, Vec<_>) = events.iter().partition(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(COMBINED_PREFIX))
+    });
+    // The first messages each get an Event; from the AGGREGATE_AFTER-th on
+    // they share one, whose count grows until the object's budget is spent.
+    assert_eq!(single.len(), AGGREGATE_AFTER - 1, "{events:?}");
+    assert!(single.iter().all(|e| e.count == Some(1)));
+    assert_eq!(combined.len(), 1, "{events:?}");
+    let budget = SPAM_BURST as usize;
+    let combined_count = budget - (AGGREGATE_AFTER - 1);
+    assert_eq!(
+        combined[0].count,
+        Some(i32::try_from(combined_count).unwrap())
+    );
+    assert_eq!(
+        combined[0].message.as_deref(),
+        Some(format!("{COMBINED_PREFIX}Created pod: web-{budget}").as_str()),
+        "the combined Event shows the last message sent"
+    );
+    // Another object has a budget of its own.
+    assert_eq!(events_about(&client, "default", "other").await.len(), 1);
 }
 
 #[tokio::test]

@@ -360,33 +360,121 @@ async fn run_apiserver(args: ServerArgs, whole_cluster: Option<UpArgs>) -> anyho
     };
     let serving = tokio::spawn(kaji_apiserver::serve(server, listener, server_stop));
     // The node must live as long as the server; it is shut down after it.
-    let (node, components) = match whole_cluster {
-        Some(up) => start_cluster(&kubeconfig, &data_dir, up, stop_rx.clone()).await?,
-        None => (None, Vec::new()),
+    let cluster = match whole_cluster {
+        Some(up) => Some(start_cluster(&kubeconfig, &data_dir, up, stop_rx.clone()).await?),
+        None => None,
     };
+
     let mut stop = stop_rx;
     let _ = stop.wait_for(|s| *s).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        for component in components {
-            let _ = component.await;
-        }
-    })
-    .await;
+    let cluster = match cluster {
+        Some(c) => Some(c.stop_components().await),
+        None => None,
+    };
     let _ = components_done_tx.send(());
     serving.await.context("the API server task failed")??;
-    if let Some(node) = node {
-        node.shut_down().await;
+    if let Some(cluster) = cluster {
+        cluster.shut_down_node().await;
     }
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-/// Starts everything but the API server in this process: the controllers,
-/// the scheduler and a node agent. They use the API over loopback with the
-/// admin credentials, exactly as they would from their own processes.
 /// Resolves once `stop` turns true.
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A tokio runtime on threads of its own for one in-process component, as
+/// if it ran in its own process: the kernel then shares the cores between
+/// it and the API server. On one shared runtime the server's thousands of
+/// connection tasks queue ahead of a component's few busy ones, and under
+/// load the component's watches fall seconds behind.
+struct Isolated(Option<tokio::runtime::Runtime>);
+
+impl Isolated {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the {name} runtime"))?;
+        Ok(Isolated(Some(runtime)))
+    }
+
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .spawn(future)
+    }
+
+    /// Runs `make()`'s future to completion on this runtime, driven from a
+    /// thread of its own, for futures the compiler cannot prove `Send`.
+    async fn run<F, Fut>(&self, make: F) -> anyhow::Result<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future,
+        Fut::Output: Send + 'static,
+    {
+        let handle = self
+            .0
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .handle()
+            .clone();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .spawn(move || {
+                let _ = done_tx.send(handle.block_on(make()));
+            })
+            .context("starting a thread")?;
+        done.await.context("the task's thread panicked")
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context forbids.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Everything `kaji up` runs besides the API server: the controllers, the
+/// scheduler and a node agent, each on its own runtime. They use the API
+/// over loopback with the admin credentials, exactly as they would from
+/// their own processes.
+struct Cluster {
+    controllers: (Isolated, tokio::task::JoinHandle<()>),
+    scheduler: (Isolated, tokio::task::JoinHandle<()>),
+    node: (Isolated, Option<agent::LocalNode>),
+}
+
+impl Cluster {
+    /// Waits (at most 5 s) for the controllers and the scheduler to stop
+    /// after `stop` turned true: they release their Leases through the
+    /// still-serving API.
+    async fn stop_components(mut self) -> Self {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = (&mut self.controllers.1).await;
+            let _ = (&mut self.scheduler.1).await;
+        })
+        .await;
+        self
+    }
+
+    async fn shut_down_node(self) {
+        let (runtime, node) = self.node;
+        if let Some(node) = node {
+            let _ = runtime.run(move || node.shut_down()).await;
+        }
+    }
 }
 
 async fn start_cluster(
@@ -394,40 +482,67 @@ async fn start_cluster(
     data_dir: &std::path::Path,
     up: UpArgs,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(Option<agent::LocalNode>, Vec<tokio::task::JoinHandle<()>>)> {
-    let client = client_from(kubeconfig).await?;
+) -> anyhow::Result<Cluster> {
     // A stable identity lets a restarted `up` take its own Leases back at
     // once instead of waiting for them to expire.
     let identity = "kaji-up".to_string();
-    let controllers = LeaderElectionConfig {
+    let election = LeaderElectionConfig {
         identity: identity.clone(),
         ..Default::default()
     };
     let options = up.controllers.options()?;
-    let c = client.clone();
     let until = stopped(stop.clone());
-    let controllers = tokio::spawn(async move {
-        let run = kaji_controllers::run_with_leader_election(c, controllers, options, until);
+    let path = kubeconfig.to_path_buf();
+    let runtime = Isolated::new("kaji-controllers")?;
+    let task = runtime.spawn(async move {
+        let run = async {
+            let client = client_from(&path).await?;
+            kaji_controllers::run_with_leader_election(client, election, options, until)
+                .await
+                .map_err(anyhow::Error::from)
+        };
         if let Err(e) = run.await {
             tracing::error!(error = %e, "controllers stopped");
         }
     });
-    let scheduler = LeaderElectionConfig {
+    let controllers = (runtime, task);
+
+    let election = LeaderElectionConfig {
         identity,
         ..kaji_scheduler::leader_election_config()
     };
-    let c = client.clone();
     let until = stopped(stop);
-    let scheduler = tokio::spawn(async move {
-        let run = kaji_scheduler::run_with_leader_election(c, scheduler, until);
+    let path = kubeconfig.to_path_buf();
+    let runtime = Isolated::new("kaji-scheduler")?;
+    let task = runtime.spawn(async move {
+        let run = async {
+            let client = client_from(&path).await?;
+            kaji_scheduler::run_with_leader_election(client, election, until)
+                .await
+                .map_err(anyhow::Error::from)
+        };
         if let Err(e) = run.await {
             tracing::error!(error = %e, "scheduler stopped");
         }
     });
-    let agent = agent::start_local(client, &up.node, &data_dir.join("node"))
-        .await
-        .context("starting the node agent")?;
-    Ok((agent, vec![controllers, scheduler]))
+    let scheduler = (runtime, task);
+
+    let runtime = Isolated::new("kaji-agent")?;
+    let path = kubeconfig.to_path_buf();
+    let dir = data_dir.join("node");
+    let node = runtime
+        .run(move || async move {
+            let client = client_from(&path).await?;
+            agent::start_local(client, &up.node, &dir)
+                .await
+                .context("starting the node agent")
+        })
+        .await??;
+    Ok(Cluster {
+        controllers,
+        scheduler,
+        node: (runtime, node),
+    })
 }
 
 fn write_insecure_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {

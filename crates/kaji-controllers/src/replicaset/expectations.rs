@@ -110,8 +110,11 @@ impl Expectations {
     /// create call failed (so it will never be observed).
     pub fn creation_observed(&self, key: &str, owner_uid: &str) {
         if let Some(entry) = self.lock().get_mut(key) {
-            if entry.owner_uid == owner_uid {
-                entry.creates = entry.creates.saturating_sub(1);
+            if entry.owner_uid == owner_uid && entry.creates > 0 {
+                entry.creates -= 1;
+                if entry.fulfilled() {
+                    tracing::debug!(replicaset = key, waited = ?entry.since.elapsed(), "creations observed");
+                }
             }
         }
     }

@@ -425,6 +425,12 @@ async fn manage_replicas(
             pods::owner_reference(rs).ok_or(ReconcileError::MissingField("metadata.uid"))?;
         let template = pods::pod_from_template(rs, owner);
         ctx.expectations.expect_creations(key, uid, count);
+        tracing::debug!(
+            replicaset = key,
+            count,
+            owned = owned.len(),
+            "creating pods"
+        );
         let post = PostParams::default();
         let mut unsent = count;
         for batch in pods::slow_start_batches(count) {
