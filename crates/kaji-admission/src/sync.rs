@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kaji_registry::{ListOptions, Registry, WatchOptions};
+use kaji_registry::{ListOptions, Registry, WatchKind, WatchOptions};
 use serde_json::Value;
 
 use crate::config::Phase;
@@ -63,11 +63,13 @@ pub async fn keep_current(webhooks: Weak<Webhooks>, registry: Arc<Registry>, pha
             let Some(this) = webhooks.upgrade() else {
                 return;
             };
-            let object = event.get("object").unwrap_or(&Value::Null);
-            match event.get("type").and_then(Value::as_str) {
-                Some("ADDED" | "MODIFIED") => this.put(phase, name_of(object), Some(object)),
-                Some("DELETED") => this.put(phase, name_of(object), None),
-                Some("ERROR") => {
+            let object = &*event.object;
+            match event.kind {
+                WatchKind::Added | WatchKind::Modified => {
+                    this.put(phase, name_of(object), Some(object))
+                }
+                WatchKind::Deleted => this.put(phase, name_of(object), None),
+                WatchKind::Error => {
                     tracing::debug!(?phase, status = %object, "webhook configuration watch ended");
                     break;
                 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use kaji_apiextensions::strategy::{self as cr, CustomResourceStrategy, CLEANUP_FINALIZER};
 use kaji_core::{ApiError, ResourceInfo};
-use kaji_registry::{DeleteOptions, ListOptions, Part, Registry, WatchOptions, WriteOptions};
+use kaji_registry::{
+    DeleteOptions, ListOptions, Part, Registry, WatchKind, WatchOptions, WriteOptions,
+};
 use serde_json::{json, Value};
 
 use crate::{ApiServer, ResourceKey};
@@ -172,10 +174,10 @@ async fn follow(server: Arc<ApiServer>, mut rv: Option<String>) {
             }
         };
         while let Some(ev) = events.next().await {
-            match ev["type"].as_str() {
-                Some("ADDED" | "MODIFIED") => sync(&server, &ev["object"]).await,
-                Some("DELETED") => {
-                    let name = name_of(&ev["object"]).to_string();
+            match ev.kind {
+                WatchKind::Added | WatchKind::Modified => sync(&server, &ev.object).await,
+                WatchKind::Deleted => {
+                    let name = name_of(&ev.object).to_string();
                     forget(&server, &name);
                     // Names it held may be free now for a CRD that wanted them.
                     retry_unaccepted(&server).await;

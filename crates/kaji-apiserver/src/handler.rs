@@ -12,7 +12,8 @@ use kaji_core::selector::{FieldSelector, LabelSelector};
 use kaji_core::ApiError;
 use kaji_patch::PatchType;
 use kaji_registry::{
-    DeleteOptions, FieldValidation, ListOptions, Part, Registry, WatchOptions, WriteOptions,
+    DeleteOptions, FieldValidation, ListOptions, Part, Registry, WatchKind, WatchOptions,
+    WriteOptions,
 };
 use serde_json::{json, Value};
 
@@ -665,37 +666,48 @@ async fn watch(
                     None => break,
                 },
             };
-            let kind = ev["type"].as_str().unwrap_or("").to_string();
-            if let Some(rv) = ev
-                .pointer("/object/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .and_then(|r| r.parse().ok())
-            {
+            if let Some(rv) = ev.resource_version() {
                 last_rv = Some(rv);
             }
-            let mut ev = ev;
-            if neg.view != View::Object && matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED")
-            {
-                let obj = ev["object"].take();
-                ev["object"] = match neg.view {
-                    View::Table => encoding::table(
-                        &reg.info().api_version(),
-                        reg.info().kind,
-                        columns.as_deref(),
-                        std::slice::from_ref(&obj),
-                        &include,
-                        None,
-                    ),
-                    _ => encoding::partial_metadata(&obj),
-                };
-            }
-            let mut line = match neg.format {
-                Format::Yaml => serde_yaml::to_string(&ev).unwrap_or_default().into_bytes(),
-                // Watch events stream as JSON lines even for protobuf clients that also accept JSON.
-                Format::Json | Format::Protobuf => serde_json::to_vec(&ev).unwrap_or_default(),
+            let line = match (neg.format, neg.view) {
+                // Watch events stream as JSON lines even for protobuf clients
+                // that also accept JSON. The full object's line is encoded once
+                // per change and event type, and shared by all watches.
+                (Format::Json | Format::Protobuf, View::Object) => ev.json_line(),
+                (format, view) => {
+                    let event = match (view, ev.kind) {
+                        (
+                            View::Table | View::Metadata,
+                            WatchKind::Added | WatchKind::Modified | WatchKind::Deleted,
+                        ) => {
+                            let obj = match view {
+                                View::Table => encoding::table(
+                                    &reg.info().api_version(),
+                                    reg.info().kind,
+                                    columns.as_deref(),
+                                    std::slice::from_ref(&*ev.object),
+                                    &include,
+                                    None,
+                                ),
+                                _ => encoding::partial_metadata(&ev.object),
+                            };
+                            json!({"type": ev.kind.as_str(), "object": obj})
+                        }
+                        _ => ev.to_value(),
+                    };
+                    let mut line = match format {
+                        Format::Yaml => serde_yaml::to_string(&event)
+                            .unwrap_or_default()
+                            .into_bytes(),
+                        Format::Json | Format::Protobuf => {
+                            serde_json::to_vec(&event).unwrap_or_default()
+                        }
+                    };
+                    line.push(b'\n');
+                    Bytes::from(line)
+                }
             };
-            line.push(b'\n');
-            if tx.send(Ok(Bytes::from(line))).await.is_err() || kind == "ERROR" {
+            if tx.send(Ok(line)).await.is_err() || ev.kind == WatchKind::Error {
                 break;
             }
         }

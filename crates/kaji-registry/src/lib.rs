@@ -24,4 +24,4 @@ pub use allocate::{Allocation, Allocator, ServiceAllocator, ServiceRanges};
 pub use list::{ListOptions, WatchOptions};
 pub use registry::{DeleteOptions, FieldValidation, Outcome, Part, Registry, WriteOptions};
 pub use strategy::{common_field, BuiltinStrategy, ScalePaths, Strategy};
-pub use watch::WatchEventStream;
+pub use watch::{WatchEventStream, WatchItem, WatchKind};

@@ -95,6 +95,8 @@ pub struct Registry {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) strategy: Arc<dyn Strategy>,
     admission: Option<Arc<dyn Admission>>,
+    /// Store changes decoded once for all watches.
+    pub(crate) decoded: crate::watch::Decoded,
 }
 
 pub(crate) fn now() -> String {
@@ -138,6 +140,7 @@ impl Registry {
             store,
             strategy,
             admission: None,
+            decoded: Default::default(),
         }
     }
 
